@@ -1,0 +1,82 @@
+"""pytest-camcheck: test where your image models look.
+
+The public names are imported lazily so that ``import pytest_camcheck`` (which pytest does for
+every run through the plugin entry point) never imports torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it (relative to this package)
+_LAZY: dict[str, str] = {
+    "compute_cams": ".cam.engine",
+    "CamResult": ".cam.engine",
+    "METHODS": ".cam.methods",
+    "register_method": ".cam.methods",
+    "crosscheck_captum": ".cam.crosscheck",
+    "assert_matches_captum": ".cam.crosscheck",
+    "CrosscheckResult": ".cam.crosscheck",
+    "Box": ".regions",
+    "Region": ".regions",
+    "Sample": ".regions",
+    "assert_peak_in_box": ".assertions",
+    "assert_energy_in_region": ".assertions",
+    "assert_energy_outside_region": ".assertions",
+    "assert_localization_iou": ".assertions",
+    "assert_pass_rate": ".assertions",
+    "assert_not_degenerate": ".assertions",
+    "RateResult": ".metrics",
+    "CamCheck": ".session",
+    "CamCase": ".session",
+    "CamAssertionError": ".errors",
+    "CamcheckError": ".errors",
+    "CamcheckWarning": ".errors",
+    "ConfigError": ".errors",
+    "DataError": ".errors",
+    "EngineError": ".errors",
+    "LayerNotFoundError": ".errors",
+}
+
+__all__ = ["__version__", *sorted(_LAZY)]
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from .assertions import (
+        assert_energy_in_region,
+        assert_energy_outside_region,
+        assert_localization_iou,
+        assert_not_degenerate,
+        assert_pass_rate,
+        assert_peak_in_box,
+    )
+    from .cam.crosscheck import CrosscheckResult, assert_matches_captum, crosscheck_captum
+    from .cam.engine import CamResult, compute_cams
+    from .cam.methods import METHODS, register_method
+    from .errors import (
+        CamAssertionError,
+        CamcheckError,
+        CamcheckWarning,
+        ConfigError,
+        DataError,
+        EngineError,
+        LayerNotFoundError,
+    )
+    from .metrics import RateResult
+    from .regions import Box, Region, Sample
+    from .session import CamCase, CamCheck
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pytest_camcheck' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,608 @@
+"""The batched CAM engine.
+
+One call computes the maps of every requested layer from ONE forward and (for gradient methods)
+ONE backward per batch. The forward runs without autograd until the first hooked layer; from
+there on autograd records only what the backward to that layer needs, and no parameter gradient
+is ever computed. Hooks live for one call and are removed in ``finally``; the model's train/eval
+flags, every parameter's ``requires_grad`` and the grad mode are restored whatever happens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import EngineError
+from .layers import LayerSpec, auto_layer, first_tensor, resolve_layers
+from .methods import CamMethod, MethodInput, get_method
+from .reshape import Reshape, resolve_reshape
+
+__all__ = ["CamResult", "compute_cams", "normalise_maps", "postprocess"]
+
+log = logging.getLogger("pytest_camcheck")
+
+TargetSpec = int | Sequence[int] | Tensor | Callable[[Tensor], Tensor] | None
+OutputSelector = int | str | Callable[[Any], Tensor] | None
+
+
+@dataclass(frozen=True)
+class CamResult:
+    """The maps of one :func:`compute_cams` call.
+
+    Attributes:
+        layers: resolved layer names, in request order.
+        maps: layer -> float32 ``(B, H, W)`` at input resolution, in [0, 1]: ReLU, bilinear
+            upsampling (``align_corners=False``), per-image min-max. Degenerate maps are zeros.
+        raw: layer -> signed float32 ``(B, h, w)`` at the layer's resolution.
+        targets: ``(B,)`` int64 class explained per image (``-1`` for a callable target).
+        logits: ``(B, classes)`` float32 model output.
+        degenerate: layer -> bool ``(B,)``: the map was constant, all zero or non-finite.
+        method: the CAM method's name.
+        auto_layer: whether the layer was chosen automatically.
+    """
+
+    layers: tuple[str, ...]
+    maps: dict[str, Tensor]
+    raw: dict[str, Tensor]
+    targets: Tensor
+    logits: Tensor
+    degenerate: dict[str, Tensor]
+    method: str
+    auto_layer: bool = False
+    extras: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def _single(self) -> str:
+        if len(self.layers) != 1:
+            raise EngineError(
+                f"this result holds {len(self.layers)} layers ({', '.join(self.layers)}); "
+                "use result.maps[name] / result.raw[name]"
+            )
+        return self.layers[0]
+
+    @property
+    def map(self) -> Tensor:
+        """The ``(B, H, W)`` display maps when exactly one layer was computed."""
+        return self.maps[self._single()]
+
+    @property
+    def raw_map(self) -> Tensor:
+        """The ``(B, h, w)`` raw maps when exactly one layer was computed."""
+        return self.raw[self._single()]
+
+    def __len__(self) -> int:
+        return int(self.targets.shape[0])
+
+    def to(self, device: torch.device | str) -> CamResult:
+        """A copy with every tensor on ``device``."""
+
+        def mv(d: dict[str, Tensor]) -> dict[str, Tensor]:
+            return {k: v.to(device) for k, v in d.items()}
+
+        return replace(
+            self,
+            maps=mv(self.maps),
+            raw=mv(self.raw),
+            targets=self.targets.to(device),
+            logits=self.logits.to(device),
+            degenerate=mv(self.degenerate),
+        )
+
+    def cpu(self) -> CamResult:
+        return self.to("cpu")
+
+
+# --------------------------------------------------------------------------------------------
+# post-processing (shared with the cross-check)
+
+
+def is_degenerate(raw: Tensor) -> Tensor:
+    """``(B,)`` bool: the ReLU'd raw map is constant (all zero included) or not finite."""
+    flat = raw.reshape(raw.shape[0], -1)
+    finite = torch.isfinite(flat).all(dim=1)
+    pos = torch.nan_to_num(flat, nan=0.0, posinf=0.0, neginf=0.0).clamp(min=0)
+    hi = pos.amax(dim=1)
+    lo = pos.amin(dim=1)
+    constant = (hi - lo) <= hi.abs() * 1e-6
+    return ~finite | constant
+
+
+def normalise_maps(maps: Tensor, degenerate: Tensor | None = None) -> Tensor:
+    """Per-image min-max of ``(B, H, W)`` maps into [0, 1]; degenerate images become zeros."""
+    flat = maps.reshape(maps.shape[0], -1)
+    lo = flat.amin(dim=1).view(-1, 1, 1)
+    hi = flat.amax(dim=1).view(-1, 1, 1)
+    span = hi - lo
+    bad = ~torch.isfinite(span) | (span <= 0)
+    if degenerate is not None:
+        bad = bad | degenerate.view(-1, 1, 1)
+    out = (maps - lo) / torch.where(bad, torch.ones_like(span), span)
+    return torch.where(bad, torch.zeros_like(out), out)
+
+
+def postprocess(raw: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """Raw ``(B, h, w)`` -> (display maps ``(B, H, W)``, degenerate ``(B,)``)."""
+    degenerate = is_degenerate(raw)
+    pos = torch.nan_to_num(raw, nan=0.0, posinf=0.0, neginf=0.0).clamp(min=0)
+    up = F.interpolate(pos[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+    return normalise_maps(up, degenerate), degenerate
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    for t in model.parameters():
+        return t.device, t.dtype
+    for t in model.buffers():
+        if t.is_floating_point():
+            return t.device, t.dtype
+    return torch.device("cpu"), torch.float32
+
+
+def _as_batch(images: Any) -> Tensor:
+    if isinstance(images, (list, tuple)):
+        if not images:
+            raise EngineError("images is empty: pass a (B, C, H, W) tensor with B >= 1")
+        try:
+            images = torch.stack([torch.as_tensor(i) for i in images])
+        except RuntimeError as exc:
+            raise EngineError(f"images of different sizes cannot be batched: {exc}") from None
+    if not isinstance(images, Tensor):
+        raise EngineError(f"images must be a tensor (B, C, H, W), got {type(images).__name__}")
+    if images.dim() == 3:
+        images = images[None]
+    if images.dim() != 4:
+        raise EngineError(f"images must be (B, C, H, W) or (C, H, W), got {tuple(images.shape)}")
+    if images.shape[0] == 0:
+        raise EngineError("images holds no image (batch size 0)")
+    if not images.is_floating_point():
+        raise EngineError(
+            f"images must be floating point (got {images.dtype}); convert and normalise them "
+            "the way the model was trained, e.g. torchvision.transforms.v2.ToDtype(torch.float32, "
+            "scale=True)"
+        )
+    return images
+
+
+def _select_output(out: Any, output: OutputSelector) -> Tensor:
+    if callable(output):
+        t = output(out)
+    elif output is None:
+        t = first_tensor(out)
+    elif isinstance(output, int):
+        t = out[output]
+    else:
+        try:
+            t = out[output]
+        except (KeyError, TypeError):
+            keys = list(out.keys()) if isinstance(out, dict) else type(out).__name__
+            raise EngineError(f"output={output!r} is not in the model's output ({keys})") from None
+    if not isinstance(t, Tensor):
+        raise EngineError(
+            f"the model's output holds no tensor to explain ({type(out).__name__}); "
+            "pass output= (an index, a key or a callable) to select the logits"
+        )
+    if t.dim() > 2 and all(s == 1 for s in t.shape[2:]):
+        t = t.reshape(t.shape[0], -1)
+    return t
+
+
+def _resolve_targets(spec: TargetSpec, logits: Tensor) -> tuple[Tensor, Tensor]:
+    """-> (targets (B,) int64 on logits' device, score (B,) differentiable)."""
+    b = logits.shape[0]
+    if callable(spec) and not isinstance(spec, Tensor):
+        score = spec(logits)
+        if not isinstance(score, Tensor) or score.shape != (b,):
+            shape = tuple(score.shape) if isinstance(score, Tensor) else type(score).__name__
+            raise EngineError(
+                f"a callable target must return a (B,) = ({b},) score tensor, got {shape}"
+            )
+        return torch.full((b,), -1, dtype=torch.long, device=logits.device), score
+    if logits.dim() != 2:
+        raise EngineError(
+            f"the model output has shape {tuple(logits.shape)}; class targets need (B, classes) "
+            "logits: pass output= to select them, or a callable target returning a (B,) score"
+        )
+    k = logits.shape[1]
+    if spec is None:
+        t = logits.detach().argmax(dim=1)
+    elif isinstance(spec, bool):
+        raise EngineError(f"targets must be a class index, got {spec!r}")
+    elif isinstance(spec, int):
+        t = torch.full((b,), int(spec), dtype=torch.long, device=logits.device)
+    else:
+        t = torch.as_tensor(spec).to(device=logits.device).reshape(-1)
+        if t.is_floating_point() or t.dtype == torch.bool:
+            raise EngineError(f"targets must be integer class indices, got dtype {t.dtype}")
+        if t.numel() != b:
+            raise EngineError(
+                f"targets has {t.numel()} entries but the batch has {b} images; pass one target "
+                "per image, a single int, or None for the predicted class"
+            )
+        t = t.long()
+    if t.numel() and (int(t.min()) < 0 or int(t.max()) >= k):
+        bad = sorted({int(v) for v in t.tolist() if v < 0 or v >= k})
+        raise EngineError(
+            f"target class {bad} out of range: the model has {k} classes (0..{k - 1})"
+        )
+    score = logits.gather(1, t[:, None])[:, 0]
+    return t, score
+
+
+def _amp_context(amp: bool | torch.dtype | None, device: torch.device):
+    if not amp:
+        return contextlib.nullcontext()
+    dtype = (
+        amp
+        if isinstance(amp, torch.dtype)
+        else (torch.float16 if device.type == "cuda" else torch.bfloat16)
+    )
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@contextlib.contextmanager
+def _frozen_model(model: nn.Module, freeze_params: bool) -> Iterator[None]:
+    """eval() and (optionally) requires_grad=False for the call; everything restored after."""
+    flags = [(m, m.training) for m in model.modules()]
+    grads = [(p, p.requires_grad) for p in model.parameters()] if freeze_params else []
+    grad_mode = torch.is_grad_enabled()
+    try:
+        model.eval()
+        for p, _ in grads:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for m, training in flags:
+            m.training = training
+        for p, rg in grads:
+            p.requires_grad_(rg)
+        torch.set_grad_enabled(grad_mode)
+
+
+class _Batch:
+    """State of one batch: hooks, captured activations, and services for the methods."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        layers: list[tuple[str, nn.Module]],
+        method: CamMethod,
+        output: OutputSelector,
+        chunk: int,
+    ) -> None:
+        self.model = model
+        self.x = x
+        self.layers = layers
+        self.method = method
+        self.output = output
+        self.chunk = chunk
+        self.acts: dict[str, Tensor] = {}
+        self.calls: dict[str, int] = {}
+        self.linears: list[nn.Linear] = []
+        self.logits: Tensor | None = None
+
+    # -- hooks ---------------------------------------------------------------------------
+    def _layer_hook(self, name: str) -> Callable[..., Any]:
+        needs_grad = self.method.needs_gradients
+
+        def hook(module: nn.Module, inputs: Any, output: Any) -> Any:
+            n = self.calls[name] = self.calls.get(name, 0) + 1
+            if n > 1:
+                raise EngineError(
+                    f"layer {name!r} ({type(module).__name__}) runs more than once in one forward "
+                    "(a module reused in the model, like a shared ReLU); its CAM would be "
+                    "ambiguous: pick a layer that runs once, e.g. its parent block"
+                )
+            t = first_tensor(output)
+            if t is None:
+                raise EngineError(f"layer {name!r} returned no tensor ({type(output).__name__})")
+            if needs_grad:
+                # From here on autograd records; upstream of the first hooked layer it did not.
+                torch.set_grad_enabled(True)
+                act = t if t.requires_grad else t.detach().requires_grad_(True)
+            else:
+                act = t
+            self.acts[name] = act
+            # Hand the rest of the network a copy, so in-place ops downstream (ReLU(inplace=True))
+            # cannot overwrite the activations we keep.
+            return _replace_first(output, act.clone())
+
+        return hook
+
+    def _linear_hook(self, module: nn.Module, inputs: Any, output: Any) -> None:
+        self.linears.append(module)  # type: ignore[arg-type]
+
+    @contextlib.contextmanager
+    def hooks(self) -> Iterator[None]:
+        handles = []
+        try:
+            for name, module in self.layers:
+                handles.append(module.register_forward_hook(self._layer_hook(name)))
+            if self.method.name == "cam":
+                for m in self.model.modules():
+                    if isinstance(m, nn.Linear):
+                        handles.append(m.register_forward_hook(self._linear_hook))
+            yield
+        finally:
+            for h in handles:
+                h.remove()
+
+    # -- services for methods --------------------------------------------------------------
+    def head_weights(self, layer: str, activations: Tensor, targets: Tensor) -> Tensor:
+        """(B, C) classifier weights of the targets, after checking the head is GAP + linear."""
+        assert self.logits is not None
+        logits = self.logits.detach().float()
+        k = logits.shape[1]
+        why = "method 'cam' needs the layer to reach the logits through global average pooling "
+        why += "and one nn.Linear"
+        if (targets < 0).any():
+            raise EngineError(
+                "method 'cam' explains class indices; a callable target needs a "
+                "gradient method such as 'gradcam'"
+            )
+        heads = [m for m in self.linears if m.out_features == k]
+        if not heads:
+            raise EngineError(
+                f"{why}; {type(self.model).__name__} has no nn.Linear producing its {k} outputs. "
+                "Use method='gradcam'."
+            )
+        head = heads[-1]
+        c = activations.shape[1]
+        if head.in_features != c:
+            raise EngineError(
+                f"{why}; the classifier takes {head.in_features} features but layer {layer!r} has "
+                f"{c} channels. Pick the last spatial layer before the pooling, or use "
+                "method='gradcam'."
+            )
+        w = head.weight.detach().float()
+        pooled = activations.mean(dim=(2, 3))
+        predicted = pooled @ w.T
+        if head.bias is not None:
+            predicted = predicted + head.bias.detach().float()
+        err = float((predicted - logits).abs().max())
+        scale = float(logits.abs().max()) + 1.0
+        tol = 1e-3 if self.x.dtype == torch.float32 else 3e-2
+        if not err <= tol * scale:
+            raise EngineError(
+                f"{why}; in {type(self.model).__name__} the logits are not a linear function of "
+                f"the spatial mean of layer {layer!r} (max difference {err:.3g}). Use "
+                "method='gradcam', or pick the last spatial layer before the pooling."
+            )
+        return w[targets]
+
+    @torch.no_grad()
+    def score_masked(self, activations: Tensor, targets: Tensor) -> Tensor:
+        """(B, C) target scores of the input masked by each upsampled, normalised channel."""
+        if (targets < 0).any():
+            raise EngineError(
+                "method 'scorecam' explains class indices; a callable target needs "
+                "a gradient method such as 'gradcam'"
+            )
+        h, w = self.x.shape[-2:]
+        b, c = activations.shape[:2]
+        out = torch.empty(b, c, device=activations.device)
+        for i in range(b):
+            up = F.interpolate(
+                activations[i : i + 1], size=(h, w), mode="bilinear", align_corners=False
+            )[0]
+            flat = up.reshape(c, -1)
+            lo = flat.amin(dim=1).view(c, 1, 1)
+            hi = flat.amax(dim=1).view(c, 1, 1)
+            span = hi - lo
+            masks = torch.where(span > 0, (up - lo) / torch.where(span > 0, span, 1.0), 0.0)
+            t = int(targets[i])
+            for s in range(0, c, self.chunk):
+                m = masks[s : s + self.chunk, None].to(self.x.dtype)
+                logits = _select_output(self.model(self.x[i : i + 1] * m), self.output)
+                out[i, s : s + m.shape[0]] = logits[:, t].float()
+        return out
+
+
+def _replace_first(output: Any, new: Tensor) -> Any:
+    if isinstance(output, Tensor):
+        return new
+    if isinstance(output, tuple):
+        items = list(output)
+        for i, v in enumerate(items):
+            if isinstance(v, Tensor):
+                items[i] = new
+                return type(output)(*items) if hasattr(output, "_fields") else tuple(items)
+    if isinstance(output, list):
+        items = list(output)
+        for i, v in enumerate(items):
+            if isinstance(v, Tensor):
+                items[i] = new
+                return items
+    return None  # other containers: keep the module's own output
+
+
+def _to_grid(t: Tensor, reshape: Reshape | None, layer: str) -> Tensor:
+    g = reshape(t) if reshape is not None else t
+    if g.dim() != 4:
+        raise EngineError(
+            f"layer {layer!r} gives a {tuple(t.shape)} output; the CAM needs (B, C, h, w). "
+            "Pick a convolutional layer, or pass reshape= to turn it into a grid"
+        )
+    return g.float()
+
+
+def _run_batch(
+    model: nn.Module,
+    x: Tensor,
+    layers: list[tuple[str, nn.Module]],
+    method: CamMethod,
+    targets: TargetSpec,
+    reshape: Reshape | str | None,
+    output: OutputSelector,
+    amp: bool | torch.dtype | None,
+    chunk: int,
+) -> tuple[dict[str, Tensor], Tensor, Tensor]:
+    state = _Batch(model, x, layers, method, output, chunk)
+    device = x.device
+    with state.hooks():
+        torch.set_grad_enabled(False)
+        with _amp_context(amp, device):
+            out = model(x)
+        logits = _select_output(out, output)
+        state.logits = logits
+        missing = [n for n, _ in layers if n not in state.acts]
+        if missing:
+            raise EngineError(
+                f"layer(s) {', '.join(map(repr, missing))} did not run in the forward pass "
+                f"of {type(model).__name__}"
+                + (
+                    " (TorchScript modules run no Python hooks: pass the eager model)"
+                    if isinstance(model, torch.jit.ScriptModule)
+                    else ""
+                )
+            )
+        tgt, score = _resolve_targets(targets, logits)
+    names = [n for n, _ in layers]
+    acts = [state.acts[n] for n in names]
+    grads: list[Tensor | None] = [None] * len(names)
+    if method.needs_gradients:
+        if not score.requires_grad:
+            raise EngineError(
+                "the target score does not depend on the layer through autograd (does the model "
+                "detach its output or run under torch.no_grad() inside forward?)"
+            )
+        got = torch.autograd.grad(score.sum(), acts, allow_unused=True)
+        grads = [torch.zeros_like(a) if g is None else g for a, g in zip(acts, got)]
+    torch.set_grad_enabled(False)
+    raws: dict[str, Tensor] = {}
+    with torch.autocast(device_type=device.type, enabled=False):
+        for name, a, g in zip(names, acts, grads):
+            rs = resolve_reshape(model, name, reshape, a.dim())
+            inp = MethodInput(
+                activations=_to_grid(a.detach(), rs, name),
+                gradients=None if g is None else _to_grid(g.detach(), rs, name),
+                targets=tgt,
+                layer=name,
+                context=state,
+            )
+            raw = method.fn(inp)
+            raws[name] = raw.detach().float()
+    return raws, tgt.detach(), logits.detach().float()
+
+
+def compute_cams(
+    model: nn.Module,
+    images: Tensor | Sequence[Tensor],
+    layers: LayerSpec | Sequence[LayerSpec] | None = None,
+    method: str | CamMethod = "gradcam",
+    targets: TargetSpec = None,
+    reshape: Reshape | str | None = None,
+    batch_size: int | None = None,
+    *,
+    output: OutputSelector = None,
+    amp: bool | torch.dtype | None = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> CamResult:
+    """Compute class activation maps for a batch of images.
+
+    Args:
+        model: any ``nn.Module`` classifier. It is run in eval mode for the call; its flags,
+            ``requires_grad`` and gradients are left as they were.
+        images: ``(B, C, H, W)`` (or one ``(C, H, W)``) float tensor, already normalised the way
+            the model expects. Moved to the model's device and dtype.
+        layers: None (auto-detect the last spatial layer feeding the head), a dotted module name
+            (``"layer4"``, ``"features.29"``), a module, or a list of these. All layers come from
+            one forward and one backward.
+        method: a name from :data:`~pytest_camcheck.cam.methods.METHODS` (``"cam"``,
+            ``"gradcam"``, ``"gradcam++"``, ``"hirescam"``, ``"xgradcam"``, ``"layercam"``,
+            ``"scorecam"``, ``"eigencam"``).
+        targets: None (predicted class), an int for the whole batch, one index per image, or a
+            callable ``logits -> (B,) score``. The score is the raw logit of the target class.
+        reshape: for token models, a callable ``(B, N, C) -> (B, C, h, w)`` or ``"tokens"`` /
+            ``"nhwc"``; torchvision ViT and Swin are handled without it.
+        batch_size: split the images into chunks of this size (None: one batch). Score-CAM also
+            uses it as the number of masked images per forward (default 64).
+        output: selects the logits when the model returns a tuple/dict: an index, a key or a
+            callable (default: the first tensor).
+        amp: run the forward under autocast (True: bf16 on CPU, fp16 on CUDA; or a dtype). The
+            CAM maths always runs in float32.
+        progress: called as ``progress(done, total)`` after each chunk.
+
+    Returns:
+        A :class:`CamResult` whose tensors live on the model's device.
+
+    Raises:
+        EngineError: bad layers, targets, images, or a model the method cannot explain.
+    """
+    if not isinstance(model, nn.Module):
+        raise EngineError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    m = get_method(method)
+    if m.needs_gradients and torch.is_inference_mode_enabled():
+        raise EngineError(
+            f"method {m.name!r} needs gradients, which torch.inference_mode() forbids; call "
+            "compute_cams outside inference_mode (torch.no_grad() is fine), or use a "
+            "gradient-free method ('cam', 'eigencam', 'scorecam')"
+        )
+    x_all = _as_batch(images).detach()
+    device, dtype = _model_device_dtype(model)
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise EngineError(f"batch_size must be a positive int or None, got {batch_size!r}")
+    total = x_all.shape[0]
+    step = batch_size or total
+    chunk = batch_size or 64
+
+    def prepare(x: Tensor) -> Tensor:
+        x = x.to(device=device, dtype=dtype if dtype.is_floating_point else x.dtype)
+        if x.is_inference():
+            x = x.clone()
+        return x
+
+    auto = layers is None
+    with _frozen_model(model, freeze_params=m.needs_gradients):
+        if auto:
+            name = auto_layer(model, prepare(x_all[:1]), model)
+            pairs = resolve_layers(model, name)
+        else:
+            pairs = resolve_layers(model, layers)  # type: ignore[arg-type]
+        raws: dict[str, list[Tensor]] = {n: [] for n, _ in pairs}
+        maps: dict[str, list[Tensor]] = {n: [] for n, _ in pairs}
+        degens: dict[str, list[Tensor]] = {n: [] for n, _ in pairs}
+        tgts: list[Tensor] = []
+        logits: list[Tensor] = []
+        size = (int(x_all.shape[-2]), int(x_all.shape[-1]))
+        for start in range(0, total, step):
+            x = prepare(x_all[start : start + step])
+            t = targets
+            if t is not None and not isinstance(t, int) and not callable(t):
+                t = torch.as_tensor(t).reshape(-1)
+                if t.numel() != total:
+                    raise EngineError(
+                        f"targets has {t.numel()} entries but there are {total} images; pass one "
+                        "target per image, a single int, or None for the predicted class"
+                    )
+                t = t[start : start + step]
+            r, tg, lg = _run_batch(model, x, pairs, m, t, reshape, output, amp, chunk)
+            for n, raw in r.items():
+                dm, dg = postprocess(raw, size)
+                raws[n].append(raw)
+                maps[n].append(dm)
+                degens[n].append(dg)
+            tgts.append(tg)
+            logits.append(lg)
+            if progress is not None:
+                progress(min(start + step, total), total)
+    names = tuple(n for n, _ in pairs)
+    return CamResult(
+        layers=names,
+        maps={n: torch.cat(maps[n]) for n in names},
+        raw={n: torch.cat(raws[n]) for n in names},
+        targets=torch.cat(tgts),
+        logits=torch.cat(logits),
+        degenerate={n: torch.cat(degens[n]) for n in names},
+        method=m.name,
+        auto_layer=auto,
+    )

@@ -1,0 +1,52 @@
+"""Exceptions and warnings raised by pytest-camcheck.
+
+Importing this module is cheap: it imports neither torch nor pytest.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CamAssertionError",
+    "CamcheckError",
+    "CamcheckWarning",
+    "ConfigError",
+    "DataError",
+    "EngineError",
+    "LayerNotFoundError",
+]
+
+
+class CamcheckError(Exception):
+    """Base class of every error pytest-camcheck raises on bad input or misuse."""
+
+
+class ConfigError(CamcheckError):
+    """A configuration value (ini key, CLI option, marker argument) is invalid."""
+
+
+class DataError(CamcheckError):
+    """A dataset, image or annotation cannot be used (missing file, box outside the image...)."""
+
+
+class EngineError(CamcheckError):
+    """The CAM engine cannot compute what was asked (wrong target, unsupported model...)."""
+
+
+class LayerNotFoundError(EngineError, LookupError):
+    """A requested layer name does not exist in the model."""
+
+
+class CamAssertionError(AssertionError):
+    """A CAM assertion failed.
+
+    Attributes:
+        evidence: the numbers behind the verdict (a plain dict, recorded for the report).
+    """
+
+    def __init__(self, message: str, evidence: dict | None = None) -> None:
+        super().__init__(message)
+        self.evidence: dict = dict(evidence or {})
+
+
+class CamcheckWarning(UserWarning):
+    """Something looks wrong but the run can continue (e.g. a fallback was taken)."""
