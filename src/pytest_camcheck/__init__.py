@@ -41,7 +41,35 @@ _LAZY: dict[str, str] = {
     "LayerNotFoundError": ".errors",
 }
 
-__all__ = ["__version__", *sorted(_LAZY)]
+__all__ = [
+    "METHODS",
+    "Box",
+    "CamAssertionError",
+    "CamCase",
+    "CamCheck",
+    "CamResult",
+    "CamcheckError",
+    "CamcheckWarning",
+    "ConfigError",
+    "CrosscheckResult",
+    "DataError",
+    "EngineError",
+    "LayerNotFoundError",
+    "RateResult",
+    "Region",
+    "Sample",
+    "__version__",
+    "assert_energy_in_region",
+    "assert_energy_outside_region",
+    "assert_localization_iou",
+    "assert_matches_captum",
+    "assert_not_degenerate",
+    "assert_pass_rate",
+    "assert_peak_in_box",
+    "compute_cams",
+    "crosscheck_captum",
+    "register_method",
+]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .assertions import (

@@ -37,8 +37,8 @@ from .metrics import (
     find_peak,
     localization_box,
     region_distance,
-    tied_inside,
     region_mask,
+    tied_inside,
 )
 from .regions import Box, Region
 

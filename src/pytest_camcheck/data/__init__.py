@@ -1,0 +1,108 @@
+"""Annotated datasets: image folders or factories, annotation readers, region-aware transforms.
+
+Usage::
+
+    from pytest_camcheck.data import build_dataset
+
+    ds = build_dataset("data/pets", annotations="data/pets_annotations/xmls")
+    sample = ds[0]  # Sample: transformed image tensor + regions in its pixels
+
+The annotation readers (:mod:`.voc`, :mod:`.coco`, :mod:`.csvfile`, :mod:`.masks`) import
+numpy and PIL only; the dataset and the transforms import torch, so names are imported lazily.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_LAZY: dict[str, str] = {
+    "build_dataset": ".dataset",
+    "AnnotatedDataset": ".dataset",
+    "FolderDataset": ".dataset",
+    "FactoryDataset": ".dataset",
+    "check_regions": ".dataset",
+    "load_image": ".images",
+    "list_images": ".images",
+    "ImageIndex": ".images",
+    "IMAGE_EXTENSIONS": ".images",
+    "ImageAnnotation": ".annotations",
+    "MaskFile": ".annotations",
+    "read_annotations": ".annotations",
+    "detect_format": ".annotations",
+    "read_voc": ".voc",
+    "read_coco": ".coco",
+    "read_csv": ".csvfile",
+    "read_masks": ".masks",
+    "DEFAULT_IMAGE_SIZE": ".transforms",
+    "IMAGENET_MEAN": ".transforms",
+    "IMAGENET_STD": ".transforms",
+    "PairedTransform": ".transforms",
+    "default_transform": ".transforms",
+    "resolve_transform": ".transforms",
+    "to_display": ".transforms",
+}
+
+__all__ = [
+    "DEFAULT_IMAGE_SIZE",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "IMAGE_EXTENSIONS",
+    "AnnotatedDataset",
+    "FactoryDataset",
+    "FolderDataset",
+    "ImageAnnotation",
+    "ImageIndex",
+    "MaskFile",
+    "PairedTransform",
+    "build_dataset",
+    "check_regions",
+    "default_transform",
+    "detect_format",
+    "list_images",
+    "load_image",
+    "read_annotations",
+    "read_coco",
+    "read_csv",
+    "read_masks",
+    "read_voc",
+    "resolve_transform",
+    "to_display",
+]
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from .annotations import ImageAnnotation, MaskFile, detect_format, read_annotations
+    from .coco import read_coco
+    from .csvfile import read_csv
+    from .dataset import (
+        AnnotatedDataset,
+        FactoryDataset,
+        FolderDataset,
+        build_dataset,
+        check_regions,
+    )
+    from .images import IMAGE_EXTENSIONS, ImageIndex, list_images, load_image
+    from .masks import read_masks
+    from .transforms import (
+        DEFAULT_IMAGE_SIZE,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        PairedTransform,
+        default_transform,
+        resolve_transform,
+        to_display,
+    )
+    from .voc import read_voc
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pytest_camcheck.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

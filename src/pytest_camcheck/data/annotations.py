@@ -1,0 +1,301 @@
+"""What the annotation readers return, and the dispatcher that picks a reader for a path.
+
+Every reader (:mod:`.voc`, :mod:`.coco`, :mod:`.csvfile`, :mod:`.masks`) returns a
+``dict`` from the image's path relative to the dataset folder (``/`` separators) to an
+:class:`ImageAnnotation`, whose regions are in the ORIGINAL image's pixel coordinates (see
+:mod:`pytest_camcheck.regions`). Several regions with the same name in one image are merged into
+one :class:`~pytest_camcheck.regions.Region` with several boxes (and the union of the masks).
+
+This module imports PIL and numpy only (no torch).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..errors import DataError
+from ..regions import Box, Region
+from .images import ImageIndex
+
+__all__ = [
+    "ANNOTATION_FORMATS",
+    "ImageAnnotation",
+    "MaskFile",
+    "detect_format",
+    "merge_regions",
+    "read_annotations",
+]
+
+#: Supported annotation formats and how each is recognised, for error messages.
+ANNOTATION_FORMATS: dict[str, str] = {
+    "voc": "a folder of Pascal VOC *.xml files",
+    "coco": "a COCO *.json file",
+    "csv": "a *.csv file with header image,label,region,x0,y0,x1,y1",
+    "masks": "a folder of mask *.png files named like the images",
+}
+
+TRIMAP_VALUES = frozenset({1, 2, 3})
+
+
+def merge_regions(a: Region, b: Region) -> Region:
+    """One region with the boxes of both and the union of their masks.
+
+    Raises:
+        DataError: both have masks of different shapes.
+    """
+    mask = a.mask
+    if b.mask is not None:
+        if mask is None:
+            mask = b.mask
+        elif mask.shape != b.mask.shape:
+            raise DataError(
+                f"region {a.name!r}: cannot merge masks of shapes {mask.shape} and "
+                f"{b.mask.shape}; every mask of an image must have the image's size"
+            )
+        else:
+            mask = mask | b.mask
+    return Region(a.name, a.boxes + b.boxes, mask)
+
+
+@dataclass
+class MaskFile:
+    """A mask PNG that becomes a region when its sample is loaded (masks are read lazily).
+
+    Attributes:
+        path: the PNG file.
+        name: the region name.
+        trimap: read it as an Oxford-IIIT trimap (1 = pet, 2 = background, 3 = border; the
+            region is values 1 and 3) instead of a binary mask (nonzero = region).
+    """
+
+    path: Path
+    name: str
+    trimap: bool = False
+
+    def load(self) -> Region:
+        """Read the PNG and return the region (mask at the PNG's own resolution).
+
+        Raises:
+            DataError: the PNG cannot be read, or its kind does not match the folder's.
+        """
+        values = read_mask_array(self.path)
+        if self.trimap:
+            if values.ndim != 2 or not is_trimap(values):
+                raise DataError(
+                    f"mask {str(self.path)!r} is not a trimap (values 1, 2, 3) although the "
+                    "folder's first mask is; keep one kind of mask per folder"
+                )
+            return Region(self.name, mask=(values == 1) | (values == 3))
+        if values.ndim == 2 and is_trimap(values):
+            raise DataError(
+                f"mask {str(self.path)!r} looks like a trimap (values 1, 2, 3) but the folder's "
+                "first mask is a binary mask; keep one kind of mask per folder"
+            )
+        flat = values if values.ndim == 2 else values.any(axis=-1)
+        return Region(self.name, mask=flat != 0)
+
+
+def read_mask_array(path: Path) -> np.ndarray:
+    """The pixel values of a mask PNG: ``(H, W)``, or ``(H, W, C)`` for colour masks.
+
+    Raises:
+        DataError: PIL cannot decode the file.
+    """
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode == "1":
+                im = im.convert("L")
+            if im.mode in ("RGBA", "LA", "PA"):
+                # transparency is not a region: use the colour channels only
+                im = im.convert("RGB") if im.mode != "LA" else im.convert("L")
+            return np.asarray(im)
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise DataError(f"cannot read mask {str(path)!r}: {exc}") from exc
+
+
+def is_trimap(values: np.ndarray) -> bool:
+    """Whether a 2-D mask holds Oxford-IIIT trimap values: all in {1, 2, 3}, 2 present."""
+    present = {int(v) for v in np.unique(values)}
+    return present <= TRIMAP_VALUES and 2 in present
+
+
+@dataclass
+class ImageAnnotation:
+    """The annotations of one image.
+
+    Attributes:
+        label: the image's class as a name or an index, when the annotation gives one.
+        regions: boxes and masks in the original image's pixel coordinates, one per name.
+        masks: mask PNGs read when the sample is loaded (see :class:`MaskFile`).
+        sources: where the annotations came from (``file`` or ``file:line``), for messages.
+        size: the image's ``(width, height)`` as the annotation file declares it, if it does.
+        box_sources: ``(region name, box)`` -> the file (and line) that gave the box.
+    """
+
+    label: str | int | None = None
+    regions: list[Region] = field(default_factory=list)
+    masks: list[MaskFile] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    size: tuple[int, int] | None = None
+    box_sources: dict[tuple[str, Box], str] = field(default_factory=dict)
+
+    def add_region(self, region: Region, source: str | None = None) -> None:
+        """Add a region, merging it into an existing region of the same name.
+
+        Args:
+            region: the region.
+            source: the file (and line or entry) it comes from, named in error messages.
+        """
+        if source is not None:
+            for b in region.boxes:
+                self.box_sources.setdefault((region.name, b), source)
+        for i, old in enumerate(self.regions):
+            if old.name == region.name:
+                self.regions[i] = merge_regions(old, region)
+                return
+        self.regions.append(region)
+
+    def add_source(self, source: str) -> None:
+        if source not in self.sources:
+            self.sources.append(source)
+
+    def set_label(self, label: str | int | None, where: str) -> None:
+        """Record the image's label.
+
+        Raises:
+            DataError: the image already has a different label; ``where`` names the culprit.
+        """
+        if label is None or label == "":
+            return
+        if self.label is not None and self.label != label:
+            raise DataError(
+                f"{where}: label {label!r} contradicts the label {self.label!r} given earlier "
+                f"({', '.join(self.sources) or 'same file'}); give each image one label"
+            )
+        self.label = label
+
+    def update(self, other: ImageAnnotation) -> None:
+        """Merge another annotation of the same image into this one."""
+        for src in other.sources:
+            self.add_source(src)
+        self.set_label(other.label, ", ".join(other.sources) or "annotations")
+        for region in other.regions:
+            self.add_region(region)
+        for key, src in other.box_sources.items():
+            self.box_sources.setdefault(key, src)
+        self.masks.extend(other.masks)
+        if self.size is None:
+            self.size = other.size
+
+    def where(self, name: str, box: Box | None = None) -> str:
+        """Where a region's box (or, without ``box``, the image's annotations) came from."""
+        if box is not None and (name, box) in self.box_sources:
+            return self.box_sources[(name, box)]
+        shown = ", ".join(self.sources[:3])
+        return shown + (f" and {len(self.sources) - 3} more" if len(self.sources) > 3 else "")
+
+    @property
+    def region_names(self) -> list[str]:
+        """Names of every region, masks included, without reading any file."""
+        names = [r.name for r in self.regions]
+        for m in self.masks:
+            if m.name not in names:
+                names.append(m.name)
+        return names
+
+    def load_regions(self) -> dict[str, Region]:
+        """Every region by name, mask PNGs read now and merged with same-named boxes."""
+        out: dict[str, Region] = {}
+        for region in [*self.regions, *(m.load() for m in self.masks)]:
+            old = out.get(region.name)
+            out[region.name] = region if old is None else merge_regions(old, region)
+        return out
+
+
+def detect_format(path: Path) -> str:
+    """The annotation format of ``path``: ``"voc"``, ``"coco"``, ``"csv"`` or ``"masks"``.
+
+    Raises:
+        DataError: the path is missing, or matches no format or several (the message lists
+            the supported formats).
+    """
+    supported = "; ".join(f"{k}: {v}" for k, v in ANNOTATION_FORMATS.items())
+    if not path.exists():
+        raise DataError(f"annotation path {str(path)!r} does not exist")
+    if path.is_file():
+        suffix = path.suffix.lower()
+        if suffix == ".json":
+            return "coco"
+        if suffix == ".csv":
+            return "csv"
+        raise DataError(
+            f"cannot tell the annotation format of {str(path)!r}; supported: {supported}"
+        )
+    has_xml = has_png = False
+    for _dirpath, dirnames, filenames in os.walk(path):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            low = name.lower()
+            if name.startswith("."):
+                continue
+            has_xml = has_xml or low.endswith(".xml")
+            has_png = has_png or low.endswith(".png")
+    if has_xml and has_png:
+        raise DataError(
+            f"annotation folder {str(path)!r} holds both *.xml and *.png files; point "
+            "annotations at the sub-folder of one kind (e.g. annotations/xmls or "
+            "annotations/trimaps)"
+        )
+    if has_xml:
+        return "voc"
+    if has_png:
+        return "masks"
+    raise DataError(
+        f"annotation folder {str(path)!r} holds no *.xml or *.png file; supported: {supported}"
+    )
+
+
+def read_annotations(
+    path: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    images: ImageIndex | Iterable[str],
+) -> dict[str, ImageAnnotation]:
+    """Read one annotation source (format detected from the path) or several, merged.
+
+    Args:
+        path: a VOC folder, COCO json, CSV file or mask folder; or a list of them, whose
+            annotations are merged per image (e.g. Oxford-IIIT Pet head boxes and trimaps).
+        images: the dataset's images (an :class:`~.images.ImageIndex` or relative paths).
+
+    Returns:
+        relative image path -> annotation, for the images that have annotations.
+    """
+    from .coco import read_coco
+    from .csvfile import read_csv
+    from .masks import read_masks
+    from .voc import read_voc
+
+    index = ImageIndex.coerce(images)
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    readers = {"voc": read_voc, "coco": read_coco, "csv": read_csv, "masks": read_masks}
+    merged: dict[str, ImageAnnotation] = {}
+    for p in paths:
+        p = Path(p)
+        found = readers[detect_format(p)](p, index)
+        for rel, ann in found.items():
+            if rel in merged:
+                merged[rel].update(ann)
+            else:
+                merged[rel] = ann
+    return merged
+
+
+def annotation_map(found: Mapping[str, ImageAnnotation]) -> dict[str, ImageAnnotation]:
+    """``found`` sorted by image path (readers return deterministic order)."""
+    return {k: found[k] for k in sorted(found)}

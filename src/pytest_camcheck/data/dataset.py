@@ -1,0 +1,701 @@
+"""Annotated datasets: a folder of images (plus annotations) or a user factory.
+
+:func:`build_dataset` is what the plugin calls. The dataset's :attr:`~AnnotatedDataset.ids` are
+known without loading any image; ``ds[i]`` loads image ``i``, checks its annotations against its
+real size, and returns a :class:`~pytest_camcheck.regions.Sample` whose ``image`` is the
+transformed float ``(C, H, W)`` tensor and whose regions are in that tensor's pixels.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from ..errors import CamcheckError, ConfigError, DataError
+from ..regions import Box, Region, Sample
+from ._spec import import_from_spec, looks_like_spec
+from .annotations import ImageAnnotation, read_annotations
+from .images import IMAGE_EXTENSIONS, ImageIndex, list_images, load_image, read_image_size
+from .transforms import DEFAULT_IMAGE_SIZE, PairedTransform, resolve_transform, to_display
+
+__all__ = ["AnnotatedDataset", "FactoryDataset", "FolderDataset", "build_dataset"]
+
+PathLike = str | os.PathLike[str]
+
+
+def check_regions(
+    sample_id: str,
+    regions: Mapping[str, Region],
+    width: int,
+    height: int,
+    where: str | ImageAnnotation = "",
+) -> dict[str, Region]:
+    """Check regions against their image's size and clip boxes to it.
+
+    A box may stick out by at most 0.5 px (rounding in annotation tools); it is clipped.
+
+    Args:
+        sample_id: named in messages.
+        regions: regions in the image's pixels.
+        width: image width.
+        height: image height.
+        where: the annotation source(s) named in messages, or the image's annotation (which
+            knows the file and line of each box).
+
+    Raises:
+        DataError: a box lies more than 0.5 px outside the image, or a mask's size differs from
+            the image's; the message names the sample, region, box and image size.
+    """
+
+    def source(name: str, box: Box | None = None) -> str:
+        text = where.where(name, box) if isinstance(where, ImageAnnotation) else where
+        return f" (from {text})" if text else ""
+
+    out: dict[str, Region] = {}
+    for name, region in regions.items():
+        boxes = []
+        for b in region.boxes:
+            if not b.inside(width, height, slack=0.5):
+                src = source(name, b)
+                raise DataError(
+                    f"sample {sample_id!r}: region {name!r} box {b} lies outside the "
+                    f"{width}x{height} (width x height) image by more than 0.5 px{src}; fix "
+                    "the box coordinates (pixels of the original image)"
+                )
+            boxes.append(
+                Box(
+                    min(max(b.x0, 0.0), width),
+                    min(max(b.y0, 0.0), height),
+                    min(max(b.x1, 0.0), width),
+                    min(max(b.y1, 0.0), height),
+                )
+            )
+        if region.mask is not None and region.mask.shape != (height, width):
+            mh, mw = region.mask.shape
+            src = source(name)
+            raise DataError(
+                f"sample {sample_id!r}: region {name!r} has a {mw}x{mh} mask but the image is "
+                f"{width}x{height} (width x height){src}; masks must have the image's size"
+            )
+        out[name] = Region(name, tuple(boxes), region.mask)
+    return out
+
+
+def _make_ids(relpaths: Sequence[str]) -> list[str]:
+    stems = [os.path.splitext(rel)[0] for rel in relpaths]
+    counts = Counter(stems)
+    # two files that differ only by extension keep it, so that ids stay unique
+    return [stem if counts[stem] == 1 else rel for stem, rel in zip(stems, relpaths)]
+
+
+def _format_problems(what: str, problems: list[str], limit: int = 20) -> str:
+    shown = "\n  ".join(problems[:limit])
+    more = f"\n  ... and {len(problems) - limit} more" if len(problems) > limit else ""
+    return f"{len(problems)} {what}:\n  {shown}{more}"
+
+
+class AnnotatedDataset(Dataset):
+    """A dataset of :class:`~pytest_camcheck.regions.Sample` objects with annotated regions.
+
+    Attributes:
+        transform: the transform applied to each image (with its regions).
+    """
+
+    def __init__(
+        self, ids: Sequence[str], class_names: Sequence[str] | None, transform: PairedTransform
+    ) -> None:
+        dupes = sorted(k for k, n in Counter(ids).items() if n > 1)
+        if dupes:
+            raise DataError(
+                f"sample ids must be unique; repeated: {', '.join(repr(d) for d in dupes[:10])}"
+            )
+        self._ids = list(ids)
+        self._position = {sid: i for i, sid in enumerate(self._ids)}
+        self._class_names = None if class_names is None else [str(c) for c in class_names]
+        self.transform = transform
+
+    @property
+    def ids(self) -> list[str]:
+        """Sample ids in dataset order (stable and unique; no image is loaded)."""
+        return list(self._ids)
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """Class names by label index, when known."""
+        return None if self._class_names is None else list(self._class_names)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __getitem__(self, index: int) -> Sample:
+        """Load sample ``index`` (negative indices count from the end).
+
+        Raises:
+            IndexError: out of range.
+            DataError: the image or its annotations are unusable (the message says which).
+        """
+        if isinstance(index, (bool, slice)) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"dataset indices must be integers, not {type(index).__name__}")
+        n = len(self._ids)
+        i = int(index) + n if index < 0 else int(index)
+        if not 0 <= i < n:
+            raise IndexError(f"sample index {index} out of range for a dataset of {n}")
+        return self._load(i)
+
+    def __iter__(self) -> Iterator[Sample]:
+        for i in range(len(self)):
+            yield self._load(i)
+
+    def index_of(self, sample_id: str) -> int:
+        """The position of the sample with this id.
+
+        Raises:
+            KeyError: no such sample (the message shows a few ids).
+        """
+        try:
+            return self._position[sample_id]
+        except KeyError:
+            shown = ", ".join(repr(s) for s in self._ids[:5])
+            raise KeyError(
+                f"no sample {sample_id!r} in the dataset; ids look like: {shown}"
+            ) from None
+
+    def get(self, sample_id: str) -> Sample:
+        """The sample with this id (see :meth:`index_of`)."""
+        return self._load(self.index_of(sample_id))
+
+    def display_image(self, index: int) -> np.ndarray:
+        """Sample ``index``'s transformed image as RGB ``uint8`` ``(H, W, 3)`` for overlays.
+
+        The default transform's normalisation is inverted exactly; other images are min-max
+        scaled per channel.
+        """
+        sample = self[index]
+        norm = sample.meta.get("normalization")
+        pair = None if norm is None else (norm["mean"], norm["std"])
+        return to_display(sample.image, pair)
+
+    def region_names(self, index: int) -> list[str] | None:
+        """Names of sample ``index``'s regions when known without loading it, else None."""
+        return None
+
+    def check_images(self) -> None:
+        """Check every image up front (a subclass fills this in).
+
+        Raises:
+            DataError: listing every bad image.
+        """
+        raise NotImplementedError
+
+    def _load(self, i: int) -> Sample:
+        raise NotImplementedError
+
+    def _meta(self, original: tuple[int, int], image: Tensor, applied: bool) -> dict[str, Any]:
+        meta: dict[str, Any] = {
+            "original_size": original,
+            "size": (int(image.shape[-1]), int(image.shape[-2])),
+            "transform": self.transform.name if applied else None,
+        }
+        if applied and self.transform.normalization is not None:
+            mean, std = self.transform.normalization
+            meta["normalization"] = {"mean": list(mean), "std": list(std)}
+        return meta
+
+    def __repr__(self) -> str:
+        classes = "" if self._class_names is None else f", {len(self._class_names)} classes"
+        return f"{type(self).__name__}({len(self)} samples{classes})"
+
+
+class FolderDataset(AnnotatedDataset):
+    """Images in a folder, optionally annotated. Built by :func:`build_dataset`.
+
+    Args:
+        root: the dataset folder.
+        images: image paths relative to ``root`` (``/`` separators), in dataset order.
+        annotations: relative path -> annotation (original pixel coordinates).
+        labels: class index per image (None when unknown).
+        class_names: class names by index, when known.
+        transform: the image transform.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        images: Sequence[str],
+        annotations: Mapping[str, ImageAnnotation],
+        labels: Sequence[int | None],
+        class_names: Sequence[str] | None,
+        transform: PairedTransform,
+    ) -> None:
+        super().__init__(_make_ids(images), class_names, transform)
+        self.root = Path(root)
+        self.images = list(images)
+        self.annotations = dict(annotations)
+        self.labels = list(labels)
+
+    def region_names(self, index: int) -> list[str]:
+        """Names of sample ``index``'s regions, read from the annotations (no image is loaded)."""
+        ann = self.annotations.get(self.images[index])
+        return [] if ann is None else ann.region_names
+
+    def _load(self, i: int) -> Sample:
+        rel = self.images[i]
+        sid = self._ids[i]
+        path = self.root / rel
+        image = load_image(path)
+        width, height = image.size
+        ann = self.annotations.get(rel)
+        regions = ann.load_regions() if ann else {}
+        regions = check_regions(sid, regions, width, height, ann or "")
+        tensor, regions = self.transform(image, regions, sid)
+        label = self.labels[i]
+        meta = self._meta((width, height), tensor, applied=True)
+        if ann:
+            meta["annotations"] = list(ann.sources)
+        return Sample(
+            id=sid,
+            path=str(path),
+            label=label,
+            regions=regions,
+            image=tensor,
+            class_name=_class_name(self._class_names, label),
+            meta=meta,
+        )
+
+    def check_images(self) -> None:
+        """Open every image's header (and every mask's) and check the boxes against the sizes.
+
+        Decoding errors in the pixel data of a file whose header is intact only show when the
+        sample is loaded.
+
+        Raises:
+            DataError: listing every unreadable image, box outside its image, and mask of the
+                wrong size.
+        """
+        problems: list[str] = []
+        for rel, sid in zip(self.images, self._ids):
+            try:
+                width, height = read_image_size(self.root / rel)
+            except DataError as exc:
+                problems.append(str(exc))
+                continue
+            ann = self.annotations.get(rel)
+            if ann is None:
+                continue
+            try:
+                check_regions(sid, {r.name: r for r in ann.regions}, width, height, ann)
+            except DataError as exc:
+                problems.append(str(exc))
+            for m in ann.masks:
+                try:
+                    mw, mh = read_image_size(m.path)
+                except DataError as exc:
+                    problems.append(str(exc))
+                    continue
+                if (mw, mh) != (width, height):
+                    problems.append(
+                        f"sample {sid!r}: mask {str(m.path)!r} is {mw}x{mh} but the image is "
+                        f"{width}x{height}"
+                    )
+        if problems:
+            raise DataError(_format_problems(f"problem(s) in dataset {str(self.root)!r}", problems))
+
+
+def _class_name(class_names: Sequence[str] | None, label: int | None) -> str | None:
+    if class_names is None or label is None or not 0 <= label < len(class_names):
+        return None
+    return class_names[label]
+
+
+class FactoryDataset(AnnotatedDataset):
+    """A user dataset from ``"package.module:factory"``. Built by :func:`build_dataset`.
+
+    Items are :class:`~pytest_camcheck.regions.Sample` objects or tuples
+    ``(image, label, regions)`` (or ``(image, label)``), the image being a PIL image (then the
+    transform applies), a ``(C, H, W)`` / ``(H, W)`` tensor (used as is; ``uint8`` is scaled to
+    [0, 1]) or an ``(H, W[, C])`` ``uint8`` numpy array (made a PIL image). ``regions`` maps a
+    name to a :class:`Region`, a :class:`Box`, ``(x0, y0, x1, y1)``, a list of those, or a 2-D
+    mask array, in the pixels of that image.
+
+    Ids: the source's ``ids`` attribute if it has one, else ``sample.id`` of each item (which
+    loads every item once; give your dataset an ``ids`` list to avoid it), else ``00000``,
+    ``00001``...
+    """
+
+    def __init__(self, source: Any, spec: str, transform: PairedTransform) -> None:
+        self.source = source
+        self.spec = spec
+        try:
+            n = len(source)
+        except TypeError:
+            raise DataError(
+                f"dataset {spec!r} returned a {type(source).__name__} without len(); return a "
+                "sequence or a map-style torch Dataset (with __len__ and __getitem__)"
+            ) from None
+        if n == 0:
+            raise DataError(f"dataset {spec!r} is empty; the factory returned no samples")
+        class_names = None
+        for attr in ("class_names", "classes"):
+            value = getattr(source, attr, None)
+            if isinstance(value, (list, tuple)) and all(isinstance(c, str) for c in value):
+                class_names = list(value)
+                break
+        super().__init__(self._find_ids(n), class_names, transform)
+
+    def _find_ids(self, n: int) -> list[str]:
+        ids = getattr(self.source, "ids", None)
+        if isinstance(ids, (list, tuple)) and len(ids) == n:
+            return [str(s) for s in ids]
+        first = self._item(0)
+        if not isinstance(first, Sample):
+            return [f"{i:05d}" for i in range(n)]
+        found = [first.id]
+        found += [str(self._item(i).id) for i in range(1, n)]
+        return [str(s) for s in found]
+
+    def _item(self, i: int) -> Any:
+        try:
+            return self.source[i]
+        except CamcheckError:
+            raise
+        except Exception as exc:
+            raise DataError(
+                f"dataset {self.spec!r}: loading item {i} raised {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _load(self, i: int) -> Sample:
+        item = self._item(i)
+        sid = self._ids[i]
+        where = f"dataset {self.spec!r} item {i} ({sid!r})"
+        meta: dict[str, Any] = {}
+        path = None
+        if isinstance(item, Sample):
+            image, label, raw_regions = item.image, item.label, item.regions
+            class_name, path, meta = item.class_name, item.path, dict(item.meta)
+        elif isinstance(item, (tuple, list)) and len(item) in (2, 3):
+            image, label = item[0], item[1]
+            raw_regions = item[2] if len(item) == 3 else None
+            class_name = None
+        else:
+            raise DataError(
+                f"{where} is a {type(item).__name__}; items must be Sample objects or tuples "
+                "(image, label, regions)"
+            )
+        label = self._label(label, where)
+        regions = _coerce_regions(raw_regions, where)
+        if isinstance(image, np.ndarray):
+            image = _array_to_pil(image, where)
+        if isinstance(image, Image.Image):
+            if image.mode != "RGB":
+                image = image.convert("RGB")
+            width, height = image.size
+            regions = check_regions(sid, regions, width, height, where)
+            tensor, regions = self.transform(image, regions, sid)
+            applied = True
+        elif isinstance(image, Tensor):
+            tensor = _tensor_image(image, where)
+            height, width = (int(s) for s in tensor.shape[-2:])
+            regions = check_regions(sid, regions, width, height, where)
+            applied = False
+        else:
+            raise DataError(
+                f"{where}: the image is a {type(image).__name__}; give a PIL image, a (C, H, W) "
+                "tensor or an (H, W, C) uint8 array"
+            )
+        meta.update(self._meta((width, height), tensor, applied))
+        return Sample(
+            id=sid,
+            path=path,
+            label=label,
+            regions=regions,
+            image=tensor,
+            class_name=class_name or _class_name(self._class_names, label),
+            meta=meta,
+        )
+
+    def _label(self, label: Any, where: str) -> int | None:
+        if label is None:
+            return None
+        if isinstance(label, Tensor) and label.numel() == 1:
+            label = label.item()
+        if isinstance(label, np.generic):
+            label = label.item()
+        if isinstance(label, str):
+            if self._class_names and label in self._class_names:
+                return self._class_names.index(label)
+            raise DataError(
+                f"{where}: label {label!r} is not a known class name (class_names: "
+                f"{self._class_names}); give an int label or a `class_names` attribute"
+            )
+        if isinstance(label, bool) or not isinstance(label, int):
+            raise DataError(f"{where}: label {label!r} is not an int, a class name or None")
+        return label
+
+    def check_images(self) -> None:
+        """Load every item once and check its image and regions.
+
+        Raises:
+            DataError: listing every bad item.
+        """
+        problems: list[str] = []
+        for i in range(len(self)):
+            try:
+                self._load(i)
+            except CamcheckError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise DataError(_format_problems(f"problem(s) in dataset {self.spec!r}", problems))
+
+
+def _array_to_pil(array: np.ndarray, where: str) -> Image.Image:
+    if array.dtype != np.uint8 or array.ndim not in (2, 3):
+        raise DataError(
+            f"{where}: a numpy image must be uint8 (H, W) or (H, W, C); got {array.dtype} "
+            f"{array.shape}"
+        )
+    return Image.fromarray(array)
+
+
+def _tensor_image(image: Tensor, where: str) -> Tensor:
+    x = image.detach().as_subclass(Tensor)
+    if x.ndim == 2:
+        x = x.unsqueeze(0)
+    if x.ndim != 3:
+        raise DataError(
+            f"{where}: a tensor image must be (C, H, W) or (H, W), got {tuple(x.shape)}"
+        )
+    if x.dtype == torch.uint8:
+        return x.to(torch.float32) / 255.0
+    if not x.is_floating_point():
+        raise DataError(f"{where}: a tensor image must be float or uint8, got {x.dtype}")
+    return x.to(torch.float32).contiguous()
+
+
+def _coerce_regions(raw: Any, where: str) -> dict[str, Region]:
+    if raw is None:
+        return {}
+    if isinstance(raw, (list, tuple)) and all(isinstance(r, Region) for r in raw):
+        raw = {r.name: r for r in raw}
+    if not isinstance(raw, Mapping):
+        raise DataError(f"{where}: regions must be a dict name -> region, got {type(raw).__name__}")
+    out: dict[str, Region] = {}
+    for name, value in raw.items():
+        try:
+            out[str(name)] = _coerce_region(str(name), value)
+        except (TypeError, ValueError) as exc:
+            raise DataError(
+                f"{where}: region {name!r} ({str(value)[:60]}) is not a Region, a Box, "
+                f"(x0, y0, x1, y1), a list of boxes or a 2-D mask: {exc}"
+            ) from None
+    return out
+
+
+def _coerce_region(name: str, value: Any) -> Region:
+    if isinstance(value, Region):
+        return value if value.name == name else Region(name, value.boxes, value.mask)
+    if isinstance(value, Box):
+        return Region(name, (value,))
+    if isinstance(value, Tensor):
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray) and value.ndim == 2 and value.shape[1] != 4:
+        return Region(name, mask=value != 0)
+    if isinstance(value, np.ndarray) and value.dtype == bool:
+        return Region(name, mask=value)
+    seq = list(value)
+    if len(seq) == 4 and all(isinstance(v, (int, float, np.number)) for v in seq):
+        return Region(name, (Box(*(float(v) for v in seq)),))
+    boxes = []
+    for item in seq:
+        if isinstance(item, Box):
+            boxes.append(item)
+        else:
+            coords = [float(v) for v in item]
+            if len(coords) != 4:
+                raise ValueError(f"a box needs 4 coordinates, got {len(coords)}")
+            boxes.append(Box(*coords))
+    return Region(name, tuple(boxes))
+
+
+def _resolve_path(value: PathLike, base: Path) -> Path:
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else base / p
+
+
+def _labels(
+    images: Sequence[str],
+    folder_labels: list[int | None],
+    class_names: list[str] | None,
+    annotations: Mapping[str, ImageAnnotation],
+) -> tuple[list[int | None], list[str] | None]:
+    """Combine folder labels with annotation labels; derive class names for flat folders."""
+    given = {rel: ann.label for rel, ann in annotations.items() if ann.label is not None}
+    if class_names is None:
+        names = sorted({v for v in given.values() if isinstance(v, str)})
+        if names and any(isinstance(v, int) for v in given.values()):
+            bad = next(rel for rel, v in given.items() if isinstance(v, int))
+            raise DataError(
+                f"annotations mix class names and integer labels (e.g. {bad!r} has "
+                f"{given[bad]!r}); use one kind for every image"
+            )
+        class_names = names or None
+    labels: list[int | None] = []
+    for rel, folder_label in zip(images, folder_labels):
+        value = given.get(rel)
+        where = annotations[rel].where("") if rel in annotations else ""
+        if value is None:
+            labels.append(folder_label)
+            continue
+        if isinstance(value, str):
+            if class_names is None or value not in class_names:
+                raise DataError(
+                    f"{where}: label {value!r} of image {rel!r} is not a class of the dataset "
+                    f"({', '.join(class_names or [])}); use one of them or an integer index"
+                )
+            index = class_names.index(value)
+        else:
+            index = value
+            if class_names is not None and not 0 <= index < len(class_names):
+                raise DataError(
+                    f"{where}: label {index} of image {rel!r} is out of range for "
+                    f"{len(class_names)} classes"
+                )
+        if folder_label is not None and index != folder_label:
+            raise DataError(
+                f"{where}: label {value!r} of image {rel!r} contradicts its class folder "
+                f"{class_names[folder_label]!r}; fix the annotation or move the image"
+            )
+        labels.append(index)
+    return labels, class_names
+
+
+def build_dataset(
+    dataset: PathLike | Any,
+    annotations: PathLike | Sequence[PathLike] | None = None,
+    transform: str | Any | None = None,
+    image_size: int = DEFAULT_IMAGE_SIZE,
+    rootdir: PathLike | None = None,
+) -> AnnotatedDataset:
+    """Build the dataset the plugin runs CAM checks on.
+
+    Args:
+        dataset: a folder of images (``root/<class>/<image>`` gives labels, classes sorted by
+            name as torchvision's ``ImageFolder`` does; hidden folders are ignored), or
+            ``"package.module:factory"`` naming a callable that returns the samples (see
+            :class:`FactoryDataset`), or such a dataset object itself (anything with
+            ``__len__`` and ``__getitem__``).
+        annotations: a VOC folder of ``*.xml``, a COCO ``.json``, a ``.csv``, or a folder of
+            mask PNGs (format detected from the path); or a list of them, merged. Only for
+            folder datasets.
+        transform: None (the default transform), ``"package.module:name"``, or a callable; see
+            :mod:`pytest_camcheck.data.transforms`.
+        image_size: output size of the default transform.
+        rootdir: what relative paths and spec imports are resolved against (the pytest
+            rootdir); the current directory when None.
+
+    Returns:
+        the dataset; its ids are ordered by relative image path.
+
+    Raises:
+        DataError: missing folder, no images, bad annotations (the message says which and how
+            to fix them).
+        ConfigError: a bad spec, transform or ``image_size``.
+    """
+    base = Path.cwd() if rootdir is None else Path(rootdir)
+    paired = resolve_transform(transform, image_size, rootdir)
+    if not isinstance(dataset, (str, os.PathLike)):
+        if hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__"):
+            if annotations is not None:
+                raise ConfigError(
+                    "annotations apply to folder datasets only; a dataset object's items carry "
+                    "their own regions"
+                )
+            return FactoryDataset(dataset, type(dataset).__name__, paired)
+        raise ConfigError(
+            f"dataset must be a folder path, 'package.module:factory' or a dataset object, got "
+            f"{type(dataset).__name__}"
+        )
+    spec = os.fspath(dataset)
+    if (
+        isinstance(dataset, str)
+        and looks_like_spec(spec)
+        and not _resolve_path(spec, base).exists()
+    ):
+        if annotations is not None:
+            raise ConfigError(
+                f"annotations apply to folder datasets only; dataset {spec!r} is a factory, "
+                "whose items carry their own regions"
+            )
+        factory = import_from_spec(spec, what="dataset", rootdir=rootdir)
+        source = _call_factory(factory, spec, rootdir)
+        return FactoryDataset(source, spec, paired)
+    root = _resolve_path(spec, base)
+    if not root.exists():
+        raise DataError(
+            f"dataset folder {str(root)!r} does not exist; give a folder of images (relative to "
+            f"{str(base)!r}) or 'package.module:factory'"
+        )
+    if not root.is_dir():
+        raise DataError(f"dataset {str(root)!r} is a file; give the folder that holds the images")
+    if annotations is None:
+        ann_paths: list[Path] = []
+    elif isinstance(annotations, (str, os.PathLike)):
+        ann_paths = [_resolve_path(annotations, base)]
+    else:
+        ann_paths = [_resolve_path(a, base) for a in annotations]
+    excluded = [p for p in ann_paths if p.is_dir()]
+    images = list_images(root, exclude=excluded)
+    if not images:
+        raise DataError(
+            f"dataset folder {str(root)!r} holds no images; looked for files ending in "
+            f"{', '.join(IMAGE_EXTENSIONS)} (any case) in it and its sub-folders"
+        )
+    class_names: list[str] | None = None
+    folder_labels: list[int | None] = [None] * len(images)
+    if all("/" in rel for rel in images):
+        skip = {os.path.realpath(p) for p in excluded}
+        class_names = sorted(
+            e.name
+            for e in os.scandir(root)
+            if e.is_dir() and not e.name.startswith(".") and os.path.realpath(e.path) not in skip
+        )
+        position = {c: i for i, c in enumerate(class_names)}
+        folder_labels = [position[rel.split("/", 1)[0]] for rel in images]
+    found = read_annotations(ann_paths, ImageIndex(images, root)) if ann_paths else {}
+    labels, class_names = _labels(images, folder_labels, class_names, found)
+    return FolderDataset(root, images, found, labels, class_names, paired)
+
+
+def _call_factory(factory: Any, spec: str, rootdir: PathLike | None) -> Any:
+    """The factory's dataset: a class or a function is called, a dataset object used as is."""
+    is_object = not callable(factory) or hasattr(factory, "__len__")
+    if is_object and not isinstance(factory, type):
+        return factory
+    added = None
+    if rootdir is not None:
+        # the factory may import modules next to its own lazily
+        added = os.fspath(rootdir)
+        sys.path.insert(0, added)
+    try:
+        return factory()
+    except CamcheckError:
+        raise
+    except Exception as exc:
+        raise DataError(
+            f"dataset {spec!r}: the factory raised {type(exc).__name__}: {exc}"
+        ) from exc
+    finally:
+        if added is not None:
+            try:
+                sys.path.remove(added)
+            except ValueError:
+                pass

@@ -1,0 +1,229 @@
+"""Model and device specs -> objects on a device."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import pickle
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+__all__ = ["import_object", "load_model", "load_weights", "resolve_device"]
+
+_TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript", ".jit")
+
+
+@contextlib.contextmanager
+def _on_path(rootdir: Path | None) -> Iterator[None]:
+    if rootdir is None or str(rootdir) in sys.path:
+        yield
+        return
+    sys.path.insert(0, str(rootdir))
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(str(rootdir))
+
+
+def import_object(spec: str, key: str, rootdir: Path | None = None) -> Any:
+    """Import ``"package.module:attr"`` (``attr`` may be dotted); errors name ``key``."""
+    if ":" not in spec:
+        raise ConfigError(f'{key}: expected "package.module:name", got {spec!r}')
+    mod_name, _, attr = spec.partition(":")
+    if not mod_name or not attr:
+        raise ConfigError(f'{key}: expected "package.module:name", got {spec!r}')
+    with _on_path(rootdir):
+        try:
+            obj: Any = importlib.import_module(mod_name)
+        except ImportError as exc:
+            raise ConfigError(
+                f"{key}: cannot import module {mod_name!r} ({exc}); is it installed or on the "
+                "rootdir?"
+            ) from None
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ConfigError(f"{key}: module {mod_name!r} has no attribute {attr!r}") from None
+    return obj
+
+
+def resolve_device(setting: str, worker_id: str | None = None) -> tuple[Any, str]:
+    """-> (torch.device, reason shown in the report header).
+
+    ``auto`` takes CUDA when available; under pytest-xdist with several GPUs each worker takes
+    ``cuda:{worker index mod count}``.
+    """
+    import torch
+
+    cuda = torch.cuda.is_available()
+    count = torch.cuda.device_count() if cuda else 0
+    index = 0
+    if worker_id and worker_id.startswith("gw") and worker_id[2:].isdigit() and count:
+        index = int(worker_id[2:]) % count
+    if setting == "cpu":
+        return torch.device("cpu"), "cpu (configured)"
+    if setting == "auto":
+        if cuda:
+            why = f"cuda available ({count} device(s))"
+            if worker_id:
+                why += f", worker {worker_id} takes cuda:{index}"
+            return torch.device(f"cuda:{index}"), why
+        return torch.device("cpu"), "cuda not available, using cpu"
+    if setting.startswith("cuda"):
+        if not cuda:
+            raise ConfigError(
+                f"camcheck_device: {setting!r} was requested but CUDA is not available "
+                f"(torch {torch.__version__}); use auto or cpu"
+            )
+        if setting == "cuda":
+            return torch.device(f"cuda:{index}"), "cuda (configured)" + (
+                f", worker {worker_id} takes cuda:{index}" if worker_id else ""
+            )
+        n = int(setting.split(":")[1])
+        if n >= count:
+            raise ConfigError(
+                f"camcheck_device: {setting!r} does not exist; this machine has {count} CUDA "
+                f"device(s): cuda:0..cuda:{count - 1}"
+            )
+        return torch.device(setting), f"{setting} (configured)"
+    if setting == "mps":
+        ok = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+        if not ok:
+            raise ConfigError("camcheck_device: 'mps' requested but not available; use auto or cpu")
+        return torch.device("mps"), "mps (configured)"
+    raise ConfigError(f"camcheck_device: expected auto, cpu, cuda or cuda:N, got {setting!r}")
+
+
+def _unwrap_state_dict(obj: Any, path: str) -> Mapping[str, Any]:
+    import torch
+
+    if isinstance(obj, torch.nn.Module):
+        return obj.state_dict()
+    if isinstance(obj, Mapping):
+        for key in ("state_dict", "model_state_dict", "model"):
+            inner = obj.get(key)
+            if isinstance(inner, Mapping):
+                return _unwrap_state_dict(inner, path)
+            if isinstance(inner, torch.nn.Module):
+                return inner.state_dict()
+        if all(isinstance(v, torch.Tensor) for v in obj.values()):
+            keys = list(obj)
+            if keys and all(k.startswith("module.") for k in keys):  # saved from DataParallel
+                return {k[len("module.") :]: v for k, v in obj.items()}
+            return obj
+    raise ConfigError(
+        f"camcheck_weights: {path} holds a {type(obj).__name__}, not a state_dict (a mapping of "
+        "parameter names to tensors); save it with torch.save(model.state_dict(), path)"
+    )
+
+
+def load_weights(model: Any, path: str | os.PathLike, trust: bool = False) -> None:
+    """Load a state_dict file into ``model`` (``weights_only=True`` unless ``trust``)."""
+    import torch
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"camcheck_weights: file {str(p)!r} does not exist")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=not trust)
+    except pickle.UnpicklingError as exc:
+        if trust:
+            raise ConfigError(f"camcheck_weights: cannot unpickle {str(p)!r}: {exc}") from None
+        raise ConfigError(
+            f"camcheck_weights: {str(p)!r} needs pickle to load (it stores more than tensors), "
+            "which can run arbitrary code, so it is refused. Re-save it with "
+            "torch.save(model.state_dict(), path), or, if you trust the file, set "
+            "camcheck_trust_weights = true (--camcheck-trust-weights)."
+        ) from None
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise ConfigError(f"camcheck_weights: cannot read {str(p)!r}: {exc}") from None
+    state = _unwrap_state_dict(obj, str(p))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        detail = " ".join(line.strip() for line in first[:4])
+        raise ConfigError(
+            f"camcheck_weights: {str(p)!r} does not fit the model {type(model).__name__}: "
+            f"{detail}. Check camcheck_model / camcheck_model_kwargs (e.g. num_classes)."
+        ) from None
+
+
+def load_model(
+    spec: str,
+    *,
+    kwargs: Mapping[str, Any] | None = None,
+    weights: str | None = None,
+    trust_weights: bool = False,
+    device: Any = "cpu",
+    rootdir: Path | None = None,
+) -> Any:
+    """Build the model a spec names, load its weights, move it to ``device``, set eval().
+
+    Specs: ``"torchvision:resnet18"`` (random weights; ``kwargs`` go to the constructor),
+    ``"package.module:factory"`` (a callable returning an ``nn.Module``), or a TorchScript file.
+    """
+    import torch
+
+    kwargs = dict(kwargs or {})
+    path = Path(spec) if rootdir is None else (rootdir / spec)
+    if spec.startswith("torchvision:"):
+        import torchvision
+
+        name = spec.split(":", 1)[1]
+        available = torchvision.models.list_models()
+        if name not in available:
+            import difflib
+
+            close = difflib.get_close_matches(name, available, n=5)
+            raise ConfigError(
+                f"camcheck_model: torchvision has no model {name!r}"
+                + (f"; did you mean {', '.join(close)}?" if close else "")
+            )
+        try:
+            model = torchvision.models.get_model(name, weights=None, **kwargs)
+        except TypeError as exc:
+            raise ConfigError(f"camcheck_model_kwargs: {exc}") from None
+    elif path.suffix.lower() in _TORCHSCRIPT_SUFFIXES and ":" not in spec:
+        if not path.is_file():
+            raise ConfigError(f"camcheck_model: file {str(path)!r} does not exist")
+        try:
+            model = torch.jit.load(str(path), map_location="cpu")
+        except RuntimeError as exc:
+            raise ConfigError(
+                f"camcheck_model: {str(path)!r} is not a TorchScript archive ({exc}). For a "
+                "state_dict, set camcheck_model to a factory and camcheck_weights to the file."
+            ) from None
+    elif ":" in spec:
+        factory = import_object(spec, "camcheck_model", rootdir)
+        if isinstance(factory, torch.nn.Module):
+            model = factory
+        elif callable(factory):
+            try:
+                model = factory(**kwargs)
+            except TypeError as exc:
+                raise ConfigError(f"camcheck_model: calling {spec!r} failed: {exc}") from None
+        else:
+            raise ConfigError(f"camcheck_model: {spec!r} is neither a callable nor an nn.Module")
+    else:
+        raise ConfigError(
+            f'camcheck_model: {spec!r} is not a model spec; use "package.module:factory", '
+            '"torchvision:resnet18" or a TorchScript file (.pt/.ts)'
+        )
+    if not isinstance(model, torch.nn.Module):
+        raise ConfigError(
+            f"camcheck_model: {spec!r} returned a {type(model).__name__}, not a torch.nn.Module"
+        )
+    if weights:
+        wpath = (
+            Path(weights) if rootdir is None or Path(weights).is_absolute() else rootdir / weights
+        )
+        load_weights(model, wpath, trust_weights)
+    return model.to(device).eval()

@@ -1,0 +1,462 @@
+"""The pytest surface of pytest-camcheck: options, ini keys, marker, header, hooks, fixtures.
+
+This module is imported by every pytest run in an environment where pytest-camcheck is
+installed, so it imports neither torch nor jinja2: the heavy modules load inside fixtures and
+hooks, only when camcheck is used.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Generator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import pytest
+
+from . import evidence
+from .errors import CamcheckError, ConfigError, DataError
+from .settings import MARKER_KEYS, OPTIONS, Settings, settings_from
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .session import CamCase, CamCheck
+
+SETTINGS_KEY = pytest.StashKey[Settings]()
+DATASET_KEY = pytest.StashKey[Any]()
+DEVICE_KEY = pytest.StashKey[tuple[Any, str]]()
+COLLECTOR_KEY = pytest.StashKey[Any]()
+CASE_KEY = pytest.StashKey["CamCase"]()
+SCOPE_KEY = pytest.StashKey[evidence.EvidenceScope]()
+CHECK_KEY = pytest.StashKey["CamCheck"]()
+PROBLEM_KEY = pytest.StashKey[str]()
+
+CASE_FIXTURE = "camcheck_case"
+
+
+# ------------------------------------------------------------------------------------------
+# options, ini keys, marker
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("camcheck", "class activation map checks (pytest-camcheck)")
+    for opt in OPTIONS:
+        if opt.flag:
+            group.addoption(
+                opt.cli,
+                action="store_true",
+                default=None,
+                dest=opt.ini,
+                help=f"{opt.help} (ini: {opt.ini})",
+            )
+            parser.addini(opt.ini, opt.help, type="bool", default=opt.default)
+        else:
+            group.addoption(
+                opt.cli,
+                action="store",
+                default=None,
+                dest=opt.ini,
+                metavar=opt.name.upper(),
+                help=f"{opt.help} (ini: {opt.ini})",
+            )
+            parser.addini(opt.ini, opt.help, type="string", default="")
+
+
+def _worker_id(config: pytest.Config) -> str | None:
+    winput = getattr(config, "workerinput", None)
+    return None if winput is None else str(winput.get("workerid"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "camcheck(**options): per-test camcheck settings, overriding CLI and ini "
+        f"({', '.join(MARKER_KEYS)})",
+    )
+    try:
+        settings = settings_from(config.getoption, config.getini)
+    except CamcheckError as exc:
+        raise pytest.UsageError(f"camcheck: {exc}") from None
+    config.stash[SETTINGS_KEY] = settings
+    if settings.report and _worker_id(config) is None:
+        from .report.collector import ReportCollector
+
+        path = Path(settings.report)
+        if not path.is_absolute():
+            path = Path(config.invocation_params.dir) / path
+        collector = ReportCollector(
+            path,
+            include_passed=settings.report_all,
+            max_cases=settings.report_max_cases,
+            summary=lambda: _summary(config),
+        )
+        config.stash[COLLECTOR_KEY] = collector
+        config.pluginmanager.register(collector, "camcheck-report")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    collector = config.stash.get(COLLECTOR_KEY, None)
+    if collector is not None:
+        del config.stash[COLLECTOR_KEY]
+        config.pluginmanager.unregister(collector)
+
+
+def _config_error(message: str) -> NoReturn:
+    """Stop the session on a configuration problem found while setting up a fixture.
+
+    Configuration problems affect every camcheck test, so one clear message and exit code 4
+    (usage error) beat a traceback per test item.
+    """
+    pytest.exit(f"camcheck: {message}", returncode=pytest.ExitCode.USAGE_ERROR)
+
+
+def _settings(config: pytest.Config) -> Settings:
+    return config.stash[SETTINGS_KEY]
+
+
+def _device(config: pytest.Config) -> tuple[Any, str]:
+    if DEVICE_KEY not in config.stash:
+        from .loading import resolve_device
+
+        try:
+            config.stash[DEVICE_KEY] = resolve_device(_settings(config).device, _worker_id(config))
+        except CamcheckError as exc:
+            raise pytest.UsageError(f"camcheck: {exc}") from None
+    return config.stash[DEVICE_KEY]
+
+
+def _versions() -> dict[str, str]:
+    from . import __version__
+
+    out = {
+        "python": sys.version.split()[0],
+        "pytest": pytest.__version__,
+        "pytest-camcheck": __version__,
+    }
+    for mod in ("torch", "torchvision", "captum"):
+        m = sys.modules.get(mod)
+        if m is not None:
+            out[mod] = str(getattr(m, "__version__", "?"))
+    return out
+
+
+def _summary(config: pytest.Config) -> dict[str, Any]:
+    s = _settings(config)
+    layers = config.stash.get(_LAYERS_KEY, None) or (list(s.layer) if s.layer else ["auto"])
+    device = config.stash.get(DEVICE_KEY, None)
+    return {
+        "model": s.model or "(fixture)",
+        "weights": s.weights,
+        "dataset": s.dataset or "(fixture)",
+        "annotations": s.annotations,
+        "layers": list(layers),
+        "method": s.method,
+        "device": str(device[0]) if device else s.device,
+        "target": s.target,
+        "thresholds": {"peak_tolerance": s.peak_tolerance, "min_energy": s.min_energy},
+        "versions": _versions(),
+    }
+
+
+_LAYERS_KEY = pytest.StashKey[list[str]]()
+
+
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    s = _settings(config)
+    if not s.model:
+        return None
+    import torch
+
+    device, why = _device(config)
+    layer = ",".join(s.layer) if s.layer else "auto"
+    return [
+        f"camcheck: model {s.model}" + (f" (weights {s.weights})" if s.weights else ""),
+        f"camcheck: device {device} ({why}), layer {layer}, method {s.method}, "
+        f"target {s.target}, torch {torch.__version__}",
+    ]
+
+
+# ------------------------------------------------------------------------------------------
+# collection: one item per sample for tests using camcheck_case
+
+
+def _load_dataset(config: pytest.Config) -> Any:
+    """The configured dataset (built once per session); raises ConfigError/DataError."""
+    if DATASET_KEY not in config.stash:
+        s = _settings(config)
+        if not s.dataset:
+            raise ConfigError(
+                "no dataset configured; set camcheck_dataset in [tool.pytest.ini_options] "
+                '(a folder of images or "package.module:factory") or pass --camcheck-dataset'
+            )
+        from .data import build_dataset
+
+        ds = build_dataset(
+            s.dataset,
+            annotations=s.annotations,
+            transform=s.transform,
+            image_size=s.image_size,
+            rootdir=Path(config.rootpath),
+        )
+        if len(ds) == 0:
+            raise DataError(f"the dataset {s.dataset!r} is empty")
+        config.stash[DATASET_KEY] = ds
+    return config.stash[DATASET_KEY]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if CASE_FIXTURE not in metafunc.fixturenames:
+        return
+    try:
+        ids = list(_load_dataset(metafunc.config).ids)
+    except CamcheckError as exc:
+        # Reported once, as a usage error, when collection finishes (see below).
+        metafunc.config.stash[PROBLEM_KEY] = str(exc)
+        ids = []
+    metafunc.parametrize(CASE_FIXTURE, ids, ids=ids, indirect=True, scope="function")
+
+
+def pytest_collection_modifyitems(config: pytest.Config) -> None:
+    problem = config.stash.get(PROBLEM_KEY, None)
+    if problem is not None:
+        raise pytest.UsageError(f"camcheck: {problem}")
+
+
+# ------------------------------------------------------------------------------------------
+# fixtures (thin: the work happens in session.py)
+
+
+@pytest.fixture(scope="session")
+def camcheck_settings(pytestconfig: pytest.Config) -> Settings:
+    """The resolved camcheck settings (ini < CLI; markers apply per test).
+
+    Example:
+        def test_threshold(camcheck_settings):
+            assert camcheck_settings.min_energy == 0.5
+    """
+    return _settings(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def camcheck_device(pytestconfig: pytest.Config) -> Any:
+    """The ``torch.device`` camcheck runs on (CUDA when available, else CPU).
+
+    Example:
+        def test_on_gpu(camcheck_device):
+            assert camcheck_device.type in ("cpu", "cuda")
+    """
+    return _device(pytestconfig)[0]
+
+
+@pytest.fixture(scope="session")
+def camcheck_model(pytestconfig: pytest.Config, camcheck_device: Any) -> Any:
+    """The model named by ``camcheck_model`` (+ ``camcheck_weights``), on the device, in eval.
+
+    Override it in your conftest.py to build the model yourself:
+
+        @pytest.fixture(scope="session")
+        def camcheck_model(camcheck_device):
+            return MyNet().to(camcheck_device).eval()
+    """
+    s = _settings(pytestconfig)
+    if not s.model:
+        _config_error(
+            'no model configured; set camcheck_model (e.g. "mypkg.models:build" or '
+            '"torchvision:resnet18") or override the camcheck_model fixture'
+        )
+    from .loading import load_model
+
+    try:
+        return load_model(
+            s.model,
+            kwargs=s.model_kwargs,
+            weights=s.weights,
+            trust_weights=s.trust_weights,
+            device=camcheck_device,
+            rootdir=Path(pytestconfig.rootpath),
+        )
+    except CamcheckError as exc:
+        _config_error(str(exc))
+
+
+@pytest.fixture(scope="session")
+def camcheck_dataset(pytestconfig: pytest.Config) -> Any:
+    """The annotated dataset named by ``camcheck_dataset`` / ``camcheck_annotations``.
+
+    Example:
+        def test_size(camcheck_dataset):
+            assert len(camcheck_dataset) > 0
+    """
+    try:
+        return _load_dataset(pytestconfig)
+    except CamcheckError as exc:
+        _config_error(str(exc))
+
+
+class _Progress:
+    """Prints progress of the batched pass when it takes longer than a couple of seconds."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.last = 0.0
+        self.shown = False
+
+    def __call__(self, done: int, total: int, elapsed: float) -> None:
+        if _worker_id(self.config) is not None or self.config.option.verbose < 0:
+            return
+        if elapsed < 2.0 and not self.shown:
+            return
+        if done < total and elapsed - self.last < 1.0:
+            return
+        self.last = elapsed
+        self.shown = True
+        rate = done / elapsed if elapsed > 0 else 0.0
+        line = (
+            f"camcheck: CAMs {done}/{total} images ({100 * done // total}%), "
+            f"{elapsed:.1f} s, {rate:.0f} img/s"
+        )
+        capman = self.config.pluginmanager.getplugin("capturemanager")
+        tw = self.config.get_terminal_writer()
+        ctx = capman.global_and_fixture_disabled() if capman else _null()
+        with ctx:
+            tw.line(line)
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+@pytest.fixture(scope="session")
+def camcheck_session(
+    pytestconfig: pytest.Config, camcheck_model: Any, camcheck_dataset: Any, camcheck_device: Any
+) -> CamCheck:
+    """The session-wide :class:`~pytest_camcheck.CamCheck` (CLI/ini settings, no marker).
+
+    Example:
+        @pytest.fixture(scope="session")
+        def head_rate(camcheck_session):
+            return camcheck_session.pointing_game(region="head")
+    """
+    from .cam.layers import resolve_layers
+    from .session import CamCheck
+
+    s = _settings(pytestconfig)
+    if s.layer:
+        try:
+            resolve_layers(camcheck_model, list(s.layer))
+        except CamcheckError as exc:
+            _config_error(f"camcheck_layer: {exc}")
+    return CamCheck(
+        camcheck_model, camcheck_dataset, s, camcheck_device, progress=_Progress(pytestconfig)
+    )
+
+
+def _marker_settings(item: pytest.Item) -> Settings:
+    s = _settings(item.config)
+    kwargs: dict[str, Any] = {}
+    for mark in reversed(list(item.iter_markers("camcheck"))):  # closest marker wins
+        if mark.args:
+            pytest.fail(
+                f"{item.nodeid}: @pytest.mark.camcheck takes keyword arguments only "
+                f"({', '.join(MARKER_KEYS)})",
+                pytrace=False,
+            )
+        kwargs.update(mark.kwargs)
+    if not kwargs:
+        return s
+    try:
+        return s.with_marker(kwargs)
+    except CamcheckError as exc:
+        pytest.fail(f"{item.nodeid}: {exc}", pytrace=False)
+
+
+@pytest.fixture
+def camcheck(request: pytest.FixtureRequest, camcheck_session: CamCheck) -> CamCheck:
+    """The dataset and its CAMs, for dataset-level checks (one test item for the dataset).
+
+    Example:
+        from pytest_camcheck import assert_pass_rate
+
+        def test_pointing_game(camcheck):
+            assert_pass_rate(camcheck.pointing_game(region="head", tolerance=15), min_rate=0.9)
+    """
+    check = camcheck_session.configured(_marker_settings(request.node))
+    request.node.stash[CHECK_KEY] = check
+    return check
+
+
+@pytest.fixture
+def camcheck_case(request: pytest.FixtureRequest, camcheck_session: CamCheck) -> CamCase:
+    """One sample and its maps; tests using it run once per sample (``test_x[<sample id>]``).
+
+    Example:
+        from pytest_camcheck import assert_energy_in_region
+
+        def test_head_dominates(camcheck_case):
+            assert_energy_in_region(camcheck_case.map, camcheck_case.regions["head"],
+                                    min_fraction=0.5)
+    """
+    check = camcheck_session.configured(_marker_settings(request.node))
+    request.node.stash[CHECK_KEY] = check
+    try:
+        if _worker_id(request.config) is None:
+            # A plain run needs every sample: one batched pass, with progress when it is long.
+            check.compute_all()
+        case = check.case(request.param)
+    except CamcheckError as exc:
+        pytest.fail(f"camcheck: {exc}", pytrace=False)
+    request.node.stash[CASE_KEY] = case
+    if request.config.stash.get(_LAYERS_KEY, None) is None:
+        request.config.stash[_LAYERS_KEY] = list(case.layers)
+    return case
+
+
+# ------------------------------------------------------------------------------------------
+# evidence and report records
+
+
+def _uses_camcheck(item: pytest.Item) -> bool:
+    names = getattr(item, "fixturenames", ())
+    return CASE_FIXTURE in names or "camcheck" in names
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    if not _uses_camcheck(item):
+        return (yield)
+    case = item.stash.get(CASE_KEY, None)
+    with evidence.collecting(case.id if case is not None else None) as scope:
+        item.stash[SCOPE_KEY] = scope
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if not _uses_camcheck(item) or not _settings(item.config).report:
+        return report
+    if report.when == "call" or (report.when == "setup" and report.failed):
+        try:
+            from .report_records import records_for
+
+            for name, record in records_for(item, report, call):
+                report.user_properties.append((name, record))
+        except Exception as exc:  # a report problem must not hide the test's own outcome
+            report.sections.append(("camcheck report", f"could not record this case: {exc!r}"))
+    return report
+
+
+__all__ = [
+    "camcheck",
+    "camcheck_case",
+    "camcheck_dataset",
+    "camcheck_device",
+    "camcheck_model",
+    "camcheck_session",
+    "camcheck_settings",
+]

@@ -1,0 +1,287 @@
+"""One frozen settings object for a camcheck run.
+
+Precedence: ``@pytest.mark.camcheck(...)`` kwargs > ``--camcheck-*`` CLI options > ini keys in
+``[tool.pytest.ini_options]`` > defaults. A bad value is a :class:`pytest.UsageError` (raised by
+the plugin from our :class:`ConfigError`) that names the key and the valid values.
+
+Imports neither torch nor pytest.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from .errors import ConfigError
+
+__all__ = [
+    "BUILTIN_METHODS",
+    "MARKER_KEYS",
+    "OPTIONS",
+    "Option",
+    "Settings",
+    "settings_from",
+]
+
+# Kept in sync with cam/methods.py by a unit test; lets us validate without importing torch.
+BUILTIN_METHODS = (
+    "cam",
+    "gradcam",
+    "gradcam++",
+    "hirescam",
+    "xgradcam",
+    "layercam",
+    "scorecam",
+    "eigencam",
+)
+TARGETS = ("label", "predicted")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _str(key: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    s = str(value).strip()
+    return s or None
+
+
+def _bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    s = str(value).strip().lower()
+    if s in _TRUE:
+        return True
+    if s in _FALSE:
+        return False
+    raise ConfigError(f"{key}: expected a boolean (true/false), got {value!r}")
+
+
+def _int(minimum: int) -> Callable[[str, Any], int]:
+    def parse(key: str, value: Any) -> int:
+        try:
+            v = int(str(value).strip())
+        except ValueError:
+            raise ConfigError(f"{key}: expected an integer >= {minimum}, got {value!r}") from None
+        if v < minimum:
+            raise ConfigError(f"{key}: expected an integer >= {minimum}, got {v}")
+        return v
+
+    return parse
+
+
+def _float(lo: float, hi: float | None) -> Callable[[str, Any], float]:
+    rng = f"in [{lo:g}, {hi:g}]" if hi is not None else f">= {lo:g}"
+
+    def parse(key: str, value: Any) -> float:
+        try:
+            v = float(str(value).strip())
+        except ValueError:
+            raise ConfigError(f"{key}: expected a number {rng}, got {value!r}") from None
+        if not (v >= lo and (hi is None or v <= hi)):
+            raise ConfigError(f"{key}: expected a number {rng}, got {v:g}")
+        return v
+
+    return parse
+
+
+def _device(key: str, value: Any) -> str:
+    s = str(value).strip().lower() or "auto"
+    if s in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d+", s):
+        return s
+    raise ConfigError(f"{key}: expected one of auto, cpu, cuda, cuda:N, got {value!r}")
+
+
+def _method(key: str, value: Any) -> str:
+    s = str(value).strip().lower()
+    known = list(BUILTIN_METHODS)
+    import sys
+
+    registry = sys.modules.get("pytest_camcheck.cam.methods")
+    if registry is not None:  # methods registered by the user's conftest
+        known += [m for m in registry.METHODS if m not in known]
+    alias = {"gradcampp": "gradcam++", "grad-cam": "gradcam", "grad_cam": "gradcam"}
+    s = alias.get(s, s)
+    if s not in known:
+        raise ConfigError(f"{key}: unknown CAM method {value!r}; valid methods: {', '.join(known)}")
+    return s
+
+
+def _target(key: str, value: Any) -> str:
+    s = str(value).strip().lower()
+    if s not in TARGETS:
+        raise ConfigError(f"{key}: expected one of {', '.join(TARGETS)}, got {value!r}")
+    return s
+
+
+def _layers(key: str, value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    items = value if isinstance(value, (list, tuple)) else re.split(r"[,\s]+", str(value))
+    names = tuple(str(i).strip() for i in items if str(i).strip())
+    return names or None
+
+
+def _json_kwargs(key: str, value: Any) -> dict[str, Any]:
+    if value is None or value == "":
+        return {}
+    if isinstance(value, Mapping):
+        return dict(value)
+    try:
+        out = json.loads(str(value))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f'{key}: expected a JSON object such as {{"num_classes": 2}}, got {value!r} ({exc})'
+        ) from None
+    if not isinstance(out, dict):
+        raise ConfigError(f'{key}: expected a JSON object such as {{"num_classes": 2}}')
+    return out
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its ini key, CLI flag, parser, default and help."""
+
+    name: str
+    parse: Callable[[str, Any], Any]
+    default: Any
+    help: str
+    flag: bool = False  # a CLI switch without a value
+
+    @property
+    def ini(self) -> str:
+        return f"camcheck_{self.name}"
+
+    @property
+    def cli(self) -> str:
+        return "--camcheck-" + self.name.replace("_", "-")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "model",
+        _str,
+        None,
+        'model spec: "package.module:factory", "torchvision:resnet18" or a TorchScript file',
+    ),
+    Option(
+        "model_kwargs",
+        _json_kwargs,
+        {},
+        'JSON keyword arguments for the model factory, e.g. {"num_classes": 2}',
+    ),
+    Option("weights", _str, None, "state_dict file loaded with torch.load(weights_only=True)"),
+    Option(
+        "trust_weights",
+        _bool,
+        False,
+        "allow pickle in the weights file (only for files you trust)",
+        flag=True,
+    ),
+    Option(
+        "dataset",
+        _str,
+        None,
+        'image folder (ImageFolder layout gives labels) or "package.module:factory"',
+    ),
+    Option(
+        "annotations",
+        _str,
+        None,
+        "annotations: VOC XML folder, COCO JSON, CSV (image,label,region,x0,y0,x1,y1), masks",
+    ),
+    Option(
+        "transform",
+        _str,
+        None,
+        'default: resize + ImageNet normalisation; or "package.module:fn" (PIL -> tensor)',
+    ),
+    Option("image_size", _int(8), 224, "side of the default transform's square resize"),
+    Option(
+        "layer",
+        _layers,
+        None,
+        "layer(s) to explain, comma-separated dotted names (default: auto-detect)",
+    ),
+    Option("method", _method, "gradcam", "CAM method: " + ", ".join(BUILTIN_METHODS)),
+    Option("device", _device, "auto", "auto | cpu | cuda | cuda:N"),
+    Option("batch_size", _int(1), 32, "images per forward pass"),
+    Option(
+        "amp", _bool, False, "run the forward under autocast (CAM maths stays float32)", flag=True
+    ),
+    Option(
+        "peak_tolerance",
+        _float(0.0, None),
+        0.0,
+        "pixels the CAM peak may lie outside a region and still count as a hit",
+    ),
+    Option(
+        "min_energy", _float(0.0, 1.0), 0.5, "default fraction of CAM energy a region must hold"
+    ),
+    Option("target", _target, "label", "class explained: label | predicted"),
+    Option("report", _str, None, "write the HTML report (and a .json sidecar) to this path"),
+    Option("report_all", _bool, False, "also show passing cases in the report", flag=True),
+    Option("report_max_cases", _int(1), 200, "most cards in the report"),
+)
+_BY_NAME = {o.name: o for o in OPTIONS}
+MARKER_KEYS = ("layer", "method", "target", "peak_tolerance", "min_energy")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings (see the module docstring for precedence)."""
+
+    model: str | None = None
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    weights: str | None = None
+    trust_weights: bool = False
+    dataset: str | None = None
+    annotations: str | None = None
+    transform: str | None = None
+    image_size: int = 224
+    layer: tuple[str, ...] | None = None
+    method: str = "gradcam"
+    device: str = "auto"
+    batch_size: int = 32
+    amp: bool = False
+    peak_tolerance: float = 0.0
+    min_energy: float = 0.5
+    target: str = "label"
+    report: str | None = None
+    report_all: bool = False
+    report_max_cases: int = 200
+
+    def with_marker(self, kwargs: Mapping[str, Any]) -> Settings:
+        """These settings overridden by ``@pytest.mark.camcheck(**kwargs)``."""
+        unknown = sorted(set(kwargs) - set(MARKER_KEYS))
+        if unknown:
+            raise ConfigError(
+                f"@pytest.mark.camcheck: unknown argument(s) {', '.join(unknown)}; "
+                f"valid: {', '.join(MARKER_KEYS)}"
+            )
+        changes = {
+            k: _BY_NAME[k].parse(f"@pytest.mark.camcheck({k}=...)", v) for k, v in kwargs.items()
+        }
+        return replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def settings_from(cli: Callable[[str], Any], ini: Callable[[str], Any]) -> Settings:
+    """Resolve every option: ``cli(dest)`` wins over ``ini(key)`` wins over the default."""
+    values: dict[str, Any] = {}
+    for opt in OPTIONS:
+        raw = cli(opt.ini)
+        source = opt.cli
+        if raw is None or (opt.flag and raw is False):
+            raw = ini(opt.ini)
+            source = opt.ini
+        if raw is None or (isinstance(raw, str) and raw.strip() == "" and not opt.flag):
+            values[opt.name] = opt.default
+            continue
+        values[opt.name] = opt.parse(source, raw)
+    return Settings(**values)
