@@ -332,7 +332,9 @@ def tied_inside(arr: np.ndarray, peak: Peak, region: Region, mask: np.ndarray, t
     if peak.ties == 1:
         return int(region_distance(region, mask, peak.row, peak.col) <= tol)
     rows, cols = np.nonzero(arr == peak.value)
-    return int(sum(region_distance(region, mask, int(r), int(c)) <= tol for r, c in zip(rows, cols)))
+    return int(
+        sum(region_distance(region, mask, int(r), int(c)) <= tol for r, c in zip(rows, cols))
+    )
 
 
 def energy_fraction(cam: Any, region: Any) -> float:
