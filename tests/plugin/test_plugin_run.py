@@ -127,3 +127,47 @@ def test_same_outcomes_under_xdist(camcheck_project, workers):
     project = camcheck_project(tests=PER_SAMPLE + GATE, watermark=True, model="toymodel:sneaky")
     result = project.run("-n", workers, subprocess=True)
     result.assert_outcomes(passed=6, failed=7)
+
+
+SHARDING = """
+import json, os
+
+
+def test_case(camcheck_case, camcheck_session):
+    computed = sorted(key[-1] for key in camcheck_session._shared["batches"])
+    wid = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    with open(f"batches-{wid}-{camcheck_case.index}.json", "w") as f:
+        json.dump({"index": camcheck_case.index, "batches": computed}, f)
+    # the case's own batch is computed, in a batch of camcheck_batch_size images
+    assert camcheck_case.index // 4 in computed
+
+
+def test_gate_sees_every_sample(camcheck):
+    result = camcheck.pointing_game(region="object")
+    assert result.count == 12 and not result.missing
+"""
+
+
+def test_xdist_workers_compute_their_own_batches_and_gates_see_everything(camcheck_project):
+    import json
+
+    project = camcheck_project(n_per_class=6, tests=SHARDING)
+    result = project.run("-n", "2", "-p", "xdist", subprocess=True)
+    result.assert_outcomes(passed=13)
+    files = sorted(project.root.glob("batches-gw*.json"), key=lambda p: p.stat().st_mtime_ns)
+    assert len(files) == 12
+    # Lazy, batched computation on workers: a worker's first item computes its own batch of 4
+    # and nothing else (the gate, which needs every sample, is the last item dispatched).
+    for worker in ("gw0", "gw1"):
+        mine = [json.loads(p.read_text()) for p in files if p.name.startswith(f"batches-{worker}")]
+        assert mine, f"worker {worker} ran no per-sample item"
+        assert mine[0]["batches"] == [mine[0]["index"] // 4]
+
+
+def test_plain_run_computes_everything_in_one_batched_pass(camcheck_project):
+    project = camcheck_project(n_per_class=6, tests=SHARDING)
+    project.run().assert_outcomes(passed=13)
+    first = min(project.root.glob("batches-main-*.json"), key=lambda p: p.stat().st_mtime)
+    import json
+
+    assert json.loads(first.read_text())["batches"] == [0, 1, 2]
