@@ -10,7 +10,7 @@ STAMP := $(VENV)/.camcheck-installed
 DEMO_OUT ?= out/demo
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test lint format bench clean
+.PHONY: venv demo test chromium lint format bench clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,8 +24,21 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m pytest_camcheck.demo --out $(DEMO_OUT)
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+
+# Headless Chromium for the report's browser test (tests/report/test_report_browser.py).
+# Installed with apt-get when missing and possible; never fails the build: without it, that test
+# skips and says how to install it.
+chromium:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium for the report's browser test (apt-get)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+			>/dev/null) || echo "warning: could not install chromium; the browser test will skip"; \
+	else \
+		echo "note: chromium not found and no apt-get; the report's browser test will skip"; \
+	fi
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

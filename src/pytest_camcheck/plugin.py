@@ -301,7 +301,7 @@ class _Progress:
         self.shown = False
 
     def __call__(self, done: int, total: int, elapsed: float) -> None:
-        if _worker_id(self.config) is not None or self.config.option.verbose < 0:
+        if _worker_id(self.config) is not None or self.config.option.verbose < -1:
             return
         if elapsed < 2.0 and not self.shown:
             return
@@ -438,8 +438,27 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
-    if not _uses_camcheck(item) or not _settings(item.config).report:
+    if not _uses_camcheck(item):
         return report
+    want_report = bool(_settings(item.config).report)
+    want_html = bool(getattr(item.config.option, "htmlpath", None))  # pytest-html is active
+    if not (want_report or want_html):
+        return report
+    if report.when == "call" or (report.when == "setup" and report.failed):
+        try:
+            from .report_records import records_for
+
+            for name, record in records_for(item, report, call):
+                if want_report:
+                    report.user_properties.append((name, record))
+                overlay = record.get("images", {}).get("overlay") if want_html else None
+                if overlay:
+                    from .report.collector import attach_pytest_html
+
+                    attach_pytest_html(report, overlay, name=f"CAM overlay {record['case_id']}")
+        except Exception as exc:  # a report problem must not hide the test's own outcome
+            report.sections.append(("camcheck report", f"could not record this case: {exc!r}"))
+    return report
     if report.when == "call" or (report.when == "setup" and report.failed):
         try:
             from .report_records import records_for

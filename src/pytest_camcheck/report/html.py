@@ -1,0 +1,783 @@
+"""The HTML report of failing cases and its JSON sidecar.
+
+:func:`write_report` turns the run's summary and the case/gate records (see
+:mod:`pytest_camcheck.report.collector` for their shape) into one self-contained HTML file
+(inline CSS, images as ``data:`` URIs, no JavaScript, no network) and a JSON file next to it.
+The template (``templates/report.html.j2``) only loops and prints: every decision (what is shown,
+in which order, how numbers read) is made here, in small view-model objects. Jinja2 autoescapes
+everything, so user text (class names, file names, messages, test ids) always shows as text.
+
+Both files are written atomically: to a temporary file in the same directory, flushed and synced,
+then moved over the target with :func:`os.replace`. An interrupted run never leaves half a report
+over the previous one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any
+
+from markupsafe import Markup
+
+from ..errors import ConfigError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "CaseView",
+    "GateView",
+    "ReportView",
+    "build_view",
+    "render_html",
+    "sort_cases",
+    "write_report",
+]
+
+SCHEMA_VERSION = 1
+DASH = "—"
+
+# outcome -> (badge text, css class, group for ordering: real failures first)
+_OUTCOMES: dict[str, tuple[str, str, int]] = {
+    "failed": ("FAILED", "failed", 0),
+    "error": ("ERROR", "error", 0),
+    "xpassed": ("XPASS (unexpectedly passed)", "xpassed", 2),
+    "xfailed": ("XFAIL (expected failure)", "xfailed", 1),
+    "passed": ("PASSED", "passed", 3),
+    "skipped": ("SKIPPED", "skipped", 4),
+}
+_SHOWN_ALWAYS = {"failed", "error", "xfailed"}
+_SHOWN_WITH_PASSED = {"passed", "xpassed"}
+_COUNT_KEYS = ("passed", "failed", "error", "xfailed", "xpassed", "skipped")
+_PNG_B64_MAGIC = "iVBORw0KGgo"  # base64 of the PNG signature b"\x89PNG\r\n\x1a\n"
+_HTML_SPECIAL = ("&", "<", ">", '"', "'")
+_SUMMARY_ROWS = (
+    ("model", "Model"),
+    ("weights", "Weights"),
+    ("dataset", "Dataset"),
+    ("annotations", "Annotations"),
+    ("layers", "Layer(s)"),
+    ("method", "Method"),
+    ("device", "Device"),
+    ("target", "Target"),
+    ("thresholds", "Thresholds"),
+    ("versions", "Versions"),
+)
+
+
+# ---------------------------------------------------------------- formatting
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+def fmt_value(value: Any) -> str:
+    """A short, readable rendering of any record value (``None`` -> an em dash)."""
+    if value is None:
+        return DASH
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.4g}" if math.isfinite(value) else str(value)
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}={fmt_value(v)}" for k, v in value.items()) or DASH
+    if isinstance(value, (list, tuple)):
+        return ", ".join(fmt_value(v) for v in value) or DASH
+    text = str(value)
+    return text if text else DASH
+
+
+def fmt_pct(value: Any) -> str:
+    """``0.9`` -> ``"90.0%"``; missing or non-finite -> an em dash."""
+    v = _finite(value)
+    return DASH if v is None else f"{100.0 * v:.1f}%"
+
+
+def _data_uri(b64: Any) -> Markup | None:
+    """``data:image/png;base64,...`` for a base64-encoded PNG, else None (shown as missing).
+
+    The string must start with the base64 form of the PNG signature and contain none of the
+    characters HTML escaping would change, so marking it safe changes nothing escaping would
+    have done; it only spares escaping megabytes of base64 one more time.
+    """
+    if not isinstance(b64, str) or not b64.startswith(_PNG_B64_MAGIC) or not b64.isascii():
+        return None
+    if any(c in b64 for c in _HTML_SPECIAL):
+        return None
+    return Markup("data:image/png;base64," + b64)
+
+
+def _severity(record: Mapping[str, Any]) -> float:
+    v = _finite(record.get("severity"))
+    return 0.0 if v is None else v
+
+
+def _outcome(record: Mapping[str, Any]) -> str:
+    return str(record.get("outcome") or "failed")
+
+
+def sort_cases(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Cases worst first: failures and errors, then xfailed, xpassed, passed; within each group
+    by severity (descending), then test id."""
+    return sorted(
+        records,
+        key=lambda r: (
+            _OUTCOMES.get(_outcome(r), ("", "", 5))[2],
+            -_severity(r),
+            str(r.get("nodeid", "")),
+        ),
+    )
+
+
+# ---------------------------------------------------------------- view models
+
+
+@dataclass(frozen=True)
+class Image:
+    """One picture: its data URI (None when missing or malformed) and its caption."""
+
+    uri: Markup | None
+    caption: str
+    alt: str
+
+
+@dataclass(frozen=True)
+class EvidenceView:
+    """One assertion's verdict and numbers."""
+
+    kind: str
+    verdict: str
+    css: str
+    numbers: list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class CaseView:
+    """Everything one case card shows, already formatted."""
+
+    anchor: str
+    title: str
+    nodeid: str
+    badge: str
+    css: str
+    severity: str
+    message: str | None
+    facts: list[tuple[str, str]]
+    degenerate: bool
+    pictures: list[Image]
+    strip: list[Image]
+    evidence: list[EvidenceView]
+    metrics: list[tuple[str, str]]
+    no_images: str | None
+
+
+@dataclass(frozen=True)
+class ClassRow:
+    """One class's pass rate in a gate."""
+
+    name: str
+    passed: str
+    rate: str
+    interval: str
+    css: str
+
+
+@dataclass(frozen=True)
+class GateView:
+    """A dataset-level gate (a pass rate with its confidence interval)."""
+
+    name: str
+    nodeid: str
+    badge: str
+    css: str
+    score: str
+    interval: str
+    requirement: str
+    message: str | None
+    classes: list[ClassRow]
+    plots: list[Image]
+    failures: str | None
+
+
+@dataclass(frozen=True)
+class OverviewView:
+    """The per-sample results over the whole run: metric histograms and pass rates per class."""
+
+    plots: list[Image]
+    classes: list[ClassRow]
+
+
+@dataclass(frozen=True)
+class ReportView:
+    """The whole page."""
+
+    title: str
+    generated: str
+    summary: list[tuple[str, str]]
+    counts: list[tuple[str, str, str]]
+    overview: OverviewView | None
+    gates: list[GateView]
+    cases: list[CaseView]
+    left_out: str | None
+    empty: str | None
+    warnings: list[str] = field(default_factory=list)
+
+
+def _summary_rows(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
+    rows = []
+    for key, label in _SUMMARY_ROWS:
+        value = summary.get(key)
+        if key == "versions" and isinstance(value, Mapping):
+            text = ", ".join(f"{k} {fmt_value(v)}" for k, v in value.items()) or DASH
+        elif key == "thresholds" and isinstance(value, Mapping):
+            text = ", ".join(f"{k} = {fmt_value(v)}" for k, v in value.items()) or DASH
+        else:
+            text = fmt_value(value)
+        rows.append((label, text))
+    known = {k for k, _ in _SUMMARY_ROWS}
+    for key, value in summary.items():
+        if key not in known and not str(key).startswith("_"):
+            rows.append((str(key), fmt_value(value)))
+    return rows
+
+
+def _class_text(index: Any, name: Any) -> str:
+    if index is None and name is None:
+        return DASH
+    if name is None:
+        return fmt_value(index)
+    if index is None:
+        return str(name)
+    return f"{fmt_value(index)} ({name})"
+
+
+def _evidence_view(item: Any) -> EvidenceView:
+    if not isinstance(item, Mapping):
+        return EvidenceView("evidence", DASH, "", [("value", fmt_value(item))])
+    passed = item.get("passed")
+    verdict = DASH if passed is None else ("passed" if passed else "FAILED")
+    css = "" if passed is None else ("ok" if passed else "bad")
+    numbers = [(str(k), fmt_value(v)) for k, v in item.items() if k not in ("kind", "passed")]
+    return EvidenceView(str(item.get("kind", "evidence")), verdict, css, numbers)
+
+
+def _case_view(record: Mapping[str, Any], index: int) -> CaseView:
+    outcome = _outcome(record)
+    badge, css, _ = _OUTCOMES.get(outcome, (outcome.upper(), "other", 5))
+    nodeid = str(record.get("nodeid") or DASH)
+    title = str(record.get("case_id") or nodeid)
+    images = record.get("images") or {}
+    if not isinstance(images, Mapping):
+        images = {}
+    layer = str(record.get("layer") or DASH)
+    method = str(record.get("method") or DASH)
+    original = overlay = None
+    if "original" in images:
+        original = Image(_data_uri(images.get("original")), "image", f"{title}: image")
+    if "overlay" in images:
+        overlay = Image(
+            _data_uri(images.get("overlay")),
+            f"{method} on {layer}",
+            f"{title}: {method} overlay on {layer}",
+        )
+    strip = []
+    for tile in images.get("strip") or []:
+        if isinstance(tile, Mapping):
+            name = str(tile.get("layer", "?"))
+            strip.append(Image(_data_uri(tile.get("png")), name, f"{title}: {method} on {name}"))
+    probability = _finite(record.get("probability"))
+    prediction = _class_text(record.get("prediction"), record.get("prediction_name"))
+    if probability is not None:
+        prediction += f", p = {probability:.3f}"
+    layers = record.get("layers") or []
+    facts = [
+        ("Label", _class_text(record.get("label"), record.get("class_name"))),
+        ("Prediction", prediction),
+        ("Method", method),
+        ("Layer", layer),
+    ]
+    if record.get("target") is not None:
+        facts.insert(2, ("CAM target", fmt_value(record.get("target"))))
+    if isinstance(layers, (list, tuple)) and len(layers) > 1:
+        facts.append(("All layers", ", ".join(str(x) for x in layers)))
+    facts.append(("Image file", str(record.get("path") or DASH)))
+    evidence = record.get("evidence") or []
+    if isinstance(evidence, Mapping):
+        evidence = [evidence]
+    metrics = record.get("metrics") or {}
+    message = record.get("message")
+    has_images = original is not None or overlay is not None or bool(strip)
+    return CaseView(
+        anchor=f"case-{index}",
+        title=title,
+        nodeid=nodeid,
+        badge=badge,
+        css=css,
+        severity=fmt_value(_finite(record.get("severity"))),
+        message=None if message in (None, "") else str(message),
+        facts=facts,
+        degenerate=bool(record.get("degenerate")),
+        pictures=[p for p in (original, overlay) if p is not None],
+        strip=strip,
+        evidence=[_evidence_view(e) for e in evidence],
+        metrics=[(str(k), fmt_value(v)) for k, v in metrics.items()]
+        if isinstance(metrics, Mapping)
+        else [],
+        no_images=None
+        if has_images
+        else "No images were rendered for this case (passing cases are rendered only with "
+        "--camcheck-report-all).",
+    )
+
+
+def _interval(record: Mapping[str, Any], confidence: Any = None) -> str:
+    lower, upper = _finite(record.get("lower")), _finite(record.get("upper"))
+    if lower is None or upper is None:
+        return DASH
+    conf = _finite(confidence)
+    prefix = f"{100 * conf:g}% CI " if conf is not None else "CI "
+    return f"{prefix}{fmt_pct(lower)} – {fmt_pct(upper)}"
+
+
+def _gate_view(record: Mapping[str, Any], plot_png: Callable[..., str | None]) -> GateView:
+    outcome = _outcome(record)
+    badge, css, _ = _OUTCOMES.get(outcome, (outcome.upper(), "other", 5))
+    passed, count = record.get("passed"), record.get("count")
+    score = f"{fmt_value(passed)}/{fmt_value(count)} = {fmt_pct(record.get('rate'))}"
+    min_rate = _finite(record.get("min_rate"))
+    bound = record.get("bound")
+    requirement = DASH
+    if min_rate is not None:
+        what = {"lower": "lower bound", "upper": "upper bound", "rate": "rate"}.get(
+            str(bound), "rate"
+        )
+        requirement = f"{what} ≥ {fmt_pct(min_rate)}"
+    threshold = _finite(record.get("threshold"))
+    if threshold is not None:
+        sep = "; " if requirement != DASH else ""
+        requirement = ("" if requirement == DASH else requirement) + f"{sep}per-sample threshold "
+        requirement += fmt_value(threshold)
+    per_class = record.get("per_class") or {}
+    classes = []
+    if isinstance(per_class, Mapping):
+        for cname, entry in per_class.items():
+            if not isinstance(entry, Mapping):
+                continue
+            rate = _finite(entry.get("rate"))
+            ok = "" if min_rate is None or rate is None else ("ok" if rate >= min_rate else "bad")
+            classes.append(
+                ClassRow(
+                    name=str(cname),
+                    passed=f"{fmt_value(entry.get('passed'))}/{fmt_value(entry.get('count'))}",
+                    rate=fmt_pct(rate),
+                    interval=_interval(entry),
+                    css=ok,
+                )
+            )
+    name = str(record.get("name") or record.get("nodeid") or "gate")
+    values = record.get("values") or []
+    histogram = None
+    if isinstance(values, (list, tuple)) and values:
+        uri = _data_uri(plot_png("histogram", values=values, threshold=threshold, name=name))
+        histogram = Image(uri, "per-sample values", f"{name}: histogram of per-sample values")
+    class_plot = None
+    if classes and isinstance(per_class, Mapping):
+        uri = _data_uri(plot_png("classes", per_class=per_class, min_rate=min_rate, name=name))
+        class_plot = Image(uri, "pass rate per class", f"{name}: pass rate per class")
+    failures = record.get("failures") or []
+    failures_text = None
+    if isinstance(failures, (list, tuple)) and failures:
+        shown = ", ".join(str(f) for f in failures[:20])
+        more = len(failures) - 20
+        failures_text = shown + (f" … (+{more} more, see the JSON file)" if more > 0 else "")
+    message = record.get("message")
+    return GateView(
+        name=name,
+        nodeid=str(record.get("nodeid") or DASH),
+        badge=badge,
+        css=css,
+        score=score,
+        interval=_interval(record, record.get("confidence")),
+        requirement=requirement,
+        message=None if message in (None, "") else str(message),
+        classes=classes,
+        plots=[p for p in (histogram, class_plot) if p is not None],
+        failures=failures_text,
+    )
+
+
+_ENERGY_KEY = re.compile(r"energy_in\[(.+)\]")
+_MAX_HISTOGRAMS = 6
+
+
+def _overview(
+    cases: Sequence[Mapping[str, Any]],
+    summary: Mapping[str, Any],
+    plot_png: Callable[..., str | None],
+) -> OverviewView | None:
+    """Histograms of ``energy_in[<region>]`` over every case, and each class's pass rate."""
+    if not cases:
+        return None
+    from ..metrics import wilson_interval
+
+    # one value per sample and map: several tests of the same sample share its metrics
+    values: dict[str, dict[tuple[str, str, str], float | None]] = {}
+    tally: dict[str, list[int]] = {}
+    for record in cases:
+        metrics = record.get("metrics")
+        sample = (
+            str(record.get("case_id") or record.get("nodeid")),
+            str(record.get("layer")),
+            str(record.get("method")),
+        )
+        if isinstance(metrics, Mapping):
+            for key, value in metrics.items():
+                match = _ENERGY_KEY.fullmatch(str(key))
+                if match:
+                    values.setdefault(match.group(1), {})[sample] = _finite(value)
+        outcome = _outcome(record)
+        if outcome == "skipped":
+            continue
+        name = record.get("class_name")
+        if name is None:
+            name = DASH if record.get("label") is None else str(record.get("label"))
+        entry = tally.setdefault(str(name), [0, 0])
+        entry[0] += outcome in ("passed", "xpassed")
+        entry[1] += 1
+    thresholds = summary.get("thresholds")
+    threshold = _finite(thresholds.get("min_energy")) if isinstance(thresholds, Mapping) else None
+    plots = []
+    for region, per_sample in list(values.items())[:_MAX_HISTOGRAMS]:
+        title = f"energy in {region!r}"
+        uri = _data_uri(
+            plot_png(
+                "histogram",
+                values=list(per_sample.values()),
+                threshold=threshold,
+                name=title,
+                xlabel=f"energy fraction in {region!r}",
+            )
+        )
+        plots.append(Image(uri, f"energy in region {region}", f"histogram of {title}"))
+    per_class: dict[str, dict[str, float]] = {}
+    for name, (passed, count) in sorted(tally.items()):
+        lower, upper = wilson_interval(passed, count)
+        rate = passed / count if count else float("nan")
+        per_class[name] = {
+            "passed": passed,
+            "count": count,
+            "rate": rate,
+            "lower": lower,
+            "upper": upper,
+        }
+    classes = [
+        ClassRow(
+            name=name,
+            passed=f"{entry['passed']}/{entry['count']}",
+            rate=fmt_pct(entry["rate"]),
+            interval=_interval(entry, 0.95),
+            css="",
+        )
+        for name, entry in per_class.items()
+    ]
+    if per_class:
+        uri = _data_uri(plot_png("classes", per_class=per_class, min_rate=None, name="tests"))
+        plots.append(Image(uri, "tests passed per class", "tests passed per class"))
+    return OverviewView(plots=plots, classes=classes)
+
+
+def _default_plot_png(kind: str, **kwargs: Any) -> str | None:
+    """Draw one summary plot and return it as base64 PNG."""
+    from .plots import class_rate_plot, histogram_plot
+    from .render import encode_png_b64
+
+    name = str(kwargs.get("name", ""))
+    if kind == "histogram":
+        img = histogram_plot(
+            [_finite(v) for v in kwargs["values"]],
+            kwargs.get("threshold"),
+            title=name,
+            xlabel=kwargs.get("xlabel") or f"{name.split('[')[0]} per sample",
+        )
+    else:
+        img = class_rate_plot(
+            kwargs["per_class"], kwargs.get("min_rate"), title=f"pass rate per class: {name}"
+        )
+    return encode_png_b64(img)
+
+
+def count_outcomes(
+    cases: Sequence[Mapping[str, Any]], gates: Sequence[Mapping[str, Any]]
+) -> dict[str, int]:
+    """Counts of case outcomes and of gates (``gates_failed`` counts failed or errored ones)."""
+    counter = Counter(_outcome(r) for r in cases)
+    counts = {"cases": len(cases)}
+    for key in _COUNT_KEYS:
+        counts[key] = counter.pop(key, 0)
+    for key, n in sorted(counter.items()):
+        counts[key] = n
+    counts["gates"] = len(gates)
+    counts["gates_failed"] = sum(_outcome(g) in ("failed", "error") for g in gates)
+    return counts
+
+
+def _split(records: Iterable[Mapping[str, Any]]) -> tuple[list, list]:
+    cases, gates = [], []
+    for r in records:
+        if not isinstance(r, Mapping):
+            continue
+        (gates if r.get("kind") == "gate" else cases).append(r)
+    return cases, gates
+
+
+def build_view(
+    summary: Mapping[str, Any],
+    records: Iterable[Mapping[str, Any]],
+    *,
+    include_passed: bool = False,
+    max_cases: int = 200,
+    generated: str | None = None,
+    plot_png: Callable[..., str | None] = _default_plot_png,
+) -> tuple[ReportView, dict[str, int]]:
+    """Build the page's view model and the counts (see :func:`write_report`)."""
+    if isinstance(max_cases, bool) or not isinstance(max_cases, int) or max_cases < 0:
+        raise ConfigError(
+            f"max_cases must be a whole number >= 0, got {max_cases!r}; "
+            "e.g. 200 (0 shows no case cards, only the summary)"
+        )
+    cases, gates = _split(records)
+    shown_outcomes = _SHOWN_ALWAYS | (_SHOWN_WITH_PASSED if include_passed else set())
+    eligible = sort_cases(r for r in cases if _outcome(r) in shown_outcomes)
+    cards = eligible[:max_cases]
+    left_out = len(eligible) - len(cards)
+    counts = count_outcomes(cases, gates)
+    counts["cards"] = len(cards)
+    counts["cards_left_out"] = left_out
+
+    count_rows = [("cases", str(counts["cases"]), "")]
+    for key in _COUNT_KEYS:
+        if counts[key] or key in ("passed", "failed"):
+            count_rows.append((key, str(counts[key]), _OUTCOMES[key][1]))
+    count_rows.append(("gates", str(counts["gates"]), ""))
+    if counts["gates"]:
+        count_rows.append(("gates failed", str(counts["gates_failed"]), "failed"))
+
+    failing = counts["failed"] + counts["error"]
+    summary = dict(summary or {})
+    warnings = []
+    if "_error" in summary:
+        warnings.append(f"The run's summary could not be collected: {summary['_error']}")
+    view = ReportView(
+        title=f"camcheck report: {failing} failing case{'s' if failing != 1 else ''}",
+        generated=generated or _now(),
+        summary=_summary_rows(summary),
+        counts=count_rows,
+        overview=_overview(cases, summary, plot_png),
+        gates=[_gate_view(g, plot_png) for g in gates],
+        cases=[_case_view(r, i) for i, r in enumerate(cards)],
+        left_out=(
+            f"{left_out} more case{'s' if left_out != 1 else ''} not shown "
+            f"(max_cases = {max_cases}); every case is listed in the JSON file next to this one."
+        )
+        if left_out
+        else None,
+        empty=None
+        if eligible
+        else "No failing cases."
+        + ("" if include_passed else " (Passing cases are shown with --camcheck-report-all.)"),
+        warnings=warnings,
+    )
+    return view, counts
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _environment() -> Any:
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+
+    return Environment(
+        loader=PackageLoader("pytest_camcheck", "report/templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def render_html(view: ReportView) -> str:
+    """Render the page's view model with ``templates/report.html.j2``."""
+    return _environment().get_template("report.html.j2").render(report=view)
+
+
+# ---------------------------------------------------------------- JSON + atomic files
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON types only: non-finite floats -> None, tuples -> lists, others -> str."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    item = getattr(value, "item", None)  # numpy scalars
+    if callable(item):
+        with contextlib.suppress(Exception):
+            return _jsonable(item())
+    return str(value)
+
+
+def _temp_file(target: Path, write: Callable[[IO[str]], None]) -> Path:
+    """Write a complete temporary file next to ``target`` (flushed and synced); return it."""
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            if os.chmod in os.supports_fd:
+                # mkstemp makes the file private (0600); give it the mode open() would
+                os.chmod(fh.fileno(), 0o666 & ~_umask())
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. platforms without directory handles
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_files(files: Sequence[tuple[Path, Callable[[IO[str]], None]]]) -> None:
+    """Write several files so that each is either complete and new or untouched.
+
+    All temporary files are written first; only when every one is complete are they moved over
+    their targets. On any error the temporary files are removed and the exception re-raised.
+    """
+    temps: list[tuple[Path, Path]] = []
+    try:
+        for target, write in files:
+            temps.append((_temp_file(target, write), target))
+        for tmp, target in temps:
+            os.replace(tmp, target)
+    finally:
+        for tmp, _ in temps:
+            tmp.unlink(missing_ok=True)
+    for directory in {target.parent for target, _ in files}:
+        _fsync_dir(directory)
+
+
+def report_json(
+    summary: Mapping[str, Any],
+    records: Iterable[Mapping[str, Any]],
+    counts: Mapping[str, int],
+    generated: str,
+) -> dict[str, Any]:
+    """The JSON sidecar's content (schema version :data:`SCHEMA_VERSION`)."""
+    cases, gates = _split(records)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "generated": generated,
+        "summary": _jsonable(dict(summary or {})),
+        "counts": dict(counts),
+        "gates": [_jsonable(g) for g in gates],
+        "cases": [_jsonable({k: v for k, v in r.items() if k != "images"}) for r in cases],
+    }
+
+
+def write_report(
+    path: str | os.PathLike[str],
+    summary: Mapping[str, Any],
+    records: Iterable[Mapping[str, Any]],
+    *,
+    include_passed: bool = False,
+    max_cases: int = 200,
+) -> Path:
+    """Write the HTML report and its JSON sidecar (``path`` with the suffix ``.json``).
+
+    Args:
+        path: the HTML file to write; missing parent directories are created.
+        summary: the run's summary (model, weights, dataset, layers, method, device, target,
+            thresholds, versions; missing keys show as an em dash, extra keys are listed too).
+        records: ``camcheck_case`` and ``camcheck_gate`` records (``"kind"`` tells them apart).
+        include_passed: also show cards for passing and xpassed cases.
+        max_cases: at most this many case cards (worst first); a line says how many were left
+            out. The JSON file lists every case whatever the cap.
+
+    Returns:
+        The HTML file's path.
+
+    Raises:
+        ConfigError: ``max_cases`` is not a whole number >= 0, or ``path`` names a directory.
+    """
+    target = Path(path)
+    if target.suffix.lower() == ".json":
+        raise ConfigError(
+            f"camcheck report path {str(target)!r} ends in .json, but the JSON file is written "
+            "next to the HTML one; give the HTML path, e.g. 'camcheck-report.html'"
+        )
+    if target.is_dir():
+        raise ConfigError(
+            f"camcheck report path {str(target)!r} is a directory; give a file name, "
+            f"e.g. {str(target / 'camcheck-report.html')!r}"
+        )
+    records = list(records)
+    generated = _now()
+    view, counts = build_view(
+        summary,
+        records,
+        include_passed=include_passed,
+        max_cases=max_cases,
+        generated=generated,
+    )
+    html_text = render_html(view)
+    payload = report_json(summary, records, counts, generated)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    json_path = target.with_suffix(".json")
+
+    def write_html(fh: IO[str]) -> None:
+        fh.write(html_text)
+
+    def write_json(fh: IO[str]) -> None:
+        json.dump(payload, fh, indent=1, allow_nan=False, ensure_ascii=False)
+        fh.write("\n")
+
+    atomic_write_files([(target, write_html), (json_path, write_json)])
+    return target

@@ -1,0 +1,442 @@
+"""The HTML page and its JSON sidecar: content, order, escaping, schema, atomic writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from pytest_camcheck.errors import ConfigError
+from pytest_camcheck.report import html as report_html
+from pytest_camcheck.report.html import SCHEMA_VERSION, write_report
+
+
+def write_and_read(rh, tmp_path: Path, records, summary=None, **kwargs):
+    path = write_report(tmp_path / "report.html", summary or rh.SUMMARY, records, **kwargs)
+    return rh.read_report(path)
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+# ---------------------------------------------------------------- content
+
+
+def test_one_card_per_failing_case_with_its_pictures_and_numbers(rh, tmp_path) -> None:
+    records = [
+        rh.make_case("t.py::test_cam[a]", severity=1.2),
+        rh.make_case("t.py::test_cam[b]", severity=1.5),
+        rh.make_case("t.py::test_cam[ok]", outcome="passed", severity=0.0, images={}),
+    ]
+    report = write_and_read(rh, tmp_path, records)
+    assert report.card_nodeids() == ["t.py::test_cam[b]", "t.py::test_cam[a]"]
+    card = report.cards[0]
+    text = card.all_text()
+    for expected in (
+        "FAILED",
+        "b",  # the case id
+        "3 (cat)",  # label
+        "5 (dog), p = 0.910",  # prediction and probability
+        "gradcam",
+        "layer4",
+        "layer4, layer3",  # all layers
+        "data/b.png",  # the image file
+        "sample b: energy in 'head' 31.0% < 50.0%",  # the message
+        "energy_in_region",
+        "fraction: 0.31",
+        "min_fraction: 0.5",
+        "energy_in[head]",
+        "t.py::test_cam[b]",
+    ):
+        assert expected in text, expected
+    # original + overlay + 2 strip tiles, every one a decodable PNG
+    images = card.find_all("img")
+    assert len(images) == 4
+    shapes = [rh.decode_png(img.attrs["src"]).shape for img in images]
+    assert shapes[0] == shapes[1] == (144, 192, 3)  # the 48 x 64 image, enlarged 3 x
+    assert all(max(s[:2]) <= 256 for s in shapes)
+    captions = [c.all_text() for c in card.find_all("figcaption")]
+    assert captions == ["image", "gradcam on layer4", "layer4", "layer3"]
+
+
+def test_summary_shows_the_run_and_dashes_for_missing_keys(rh, tmp_path) -> None:
+    summary = {"model": "torchvision:resnet18", "layers": ["layer3", "layer4"], "seed": 7}
+    report = write_and_read(rh, tmp_path, [rh.make_case()], summary=summary)
+    rows = {
+        tr.find_all("th")[0].all_text(): tr.find_all("td")[0].all_text()
+        for tr in report.dom.find_all("table", "summary")[0].find_all("tr")
+    }
+    assert rows["Model"] == "torchvision:resnet18"
+    assert rows["Layer(s)"] == "layer3, layer4"
+    assert rows["Weights"] == rows["Device"] == rows["Thresholds"] == "—"
+    assert rows["seed"] == "7"  # unknown keys are listed too
+
+    full = write_and_read(rh, tmp_path, [rh.make_case()]).text()
+    for expected in (
+        "weights/resnet18.pt",
+        "peak_tolerance = 15",
+        "min_energy = 0.5",
+        "torch 2.x",
+        "pytest-camcheck 0.1.0",
+    ):
+        assert expected in full, expected
+
+
+def test_counts_and_gates_with_intervals_per_class_rates_and_plots(rh, tmp_path) -> None:
+    records = [
+        rh.make_case("t.py::a"),
+        rh.make_case("t.py::b", outcome="xfailed"),
+        rh.make_case("t.py::c", outcome="passed", images={}),
+        rh.make_gate(),
+    ]
+    report = write_and_read(rh, tmp_path, records)
+    counts = {
+        el.find_all("span")[0].all_text(): el.find_all("b")[0].all_text()
+        for el in report.dom.find_all("div", "count")
+    }
+    assert counts["cases"] == "3"
+    assert counts["failed"] == "1" and counts["passed"] == "1" and counts["xfailed"] == "1"
+    assert counts["gates"] == "1" and counts["gates failed"] == "1"
+
+    gate = report.dom.find_all("section", "gate")[0]
+    text = gate.all_text()
+    for expected in (
+        "pointing_game[head, tol=15]",
+        "45/50 = 90.0%",
+        "95% CI 78.6% – 95.7%",
+        "lower bound ≥ 90.0%",
+        "cat/cat_004, dog/dog_017",
+        "lower 95% bound 78.6% < required 90.0%",
+    ):
+        assert expected in text, expected
+    rows = gate.find_all("table", "per-class")[0].find_all("tr")[1:]
+    assert [r.find_all("td")[0].all_text() for r in rows] == ["cat", "dog"]
+    assert "27/30" in rows[0].all_text() and "CI 74.0% – 97.0%" in rows[0].all_text()
+    plots = gate.find_all("img")
+    assert len(plots) == 2  # histogram + per-class bars
+    for img in plots:
+        assert rh.decode_png(img.attrs["src"]).shape[1] == 480
+
+
+def test_the_overview_plots_energy_over_every_case_and_rates_per_class(rh, tmp_path) -> None:
+    runs = [
+        ("failed", "cat", 0.1),
+        ("passed", "cat", 0.9),
+        ("passed", "cat", 0.8),
+        ("passed", "dog", 0.7),
+        ("xfailed", "dog", 0.2),
+        ("skipped", "dog", None),
+    ]
+    records = [
+        rh.make_case(
+            f"t.py::c{i}",
+            images={},
+            outcome=outcome,
+            class_name=cls,
+            metrics={
+                "energy_in[head]": energy,
+                "energy_in[tail]": None if energy is None else 1 - energy,
+            },
+        )
+        for i, (outcome, cls, energy) in enumerate(runs)
+    ]
+    report = write_and_read(rh, tmp_path, records)
+    overview = report.dom.find_all("section", "overview")[0]
+    rows = [
+        [td.all_text() for td in tr.find_all("td")]
+        for tr in overview.find_all("table", "per-class")[0].find_all("tr")[1:]
+    ]
+    assert rows == [
+        ["cat", "2/3", "66.7%", "95% CI 20.8% – 93.9%"],  # Wilson interval of 2/3
+        ["dog", "1/2", "50.0%", "95% CI 9.5% – 90.5%"],  # the skipped case does not count
+    ]
+    plots = overview.find_all("img")
+    assert [img.attrs["alt"] for img in plots] == [
+        "histogram of energy in 'head'",
+        "histogram of energy in 'tail'",
+        "tests passed per class",
+    ]
+    hist = rh.decode_png(plots[0].attrs["src"])
+    threshold_red = ((hist == (220, 0, 0)).all(axis=2)).any(axis=0).sum()
+    assert threshold_red > 0, "the summary's min_energy is marked"
+    no_threshold = write_and_read(rh, tmp_path, records, summary={"model": "m"})
+    first = no_threshold.dom.find_all("section", "overview")[0].find_all("img")[0]
+    img = rh.decode_png(first.attrs["src"])
+    assert not (img == (220, 0, 0)).all(axis=2).any()
+
+
+def test_xfailed_cards_are_marked_and_passing_ones_need_include_passed(rh, tmp_path) -> None:
+    records = [
+        rh.make_case("t.py::xf", outcome="xfailed", severity=9.0),
+        rh.make_case("t.py::fail", severity=1.0),
+        rh.make_case("t.py::xp", outcome="xpassed", severity=0.0),
+        rh.make_case("t.py::ok", outcome="passed", severity=0.0, images={}),
+    ]
+    report = write_and_read(rh, tmp_path, records)
+    # real failures come first, whatever an expected failure's severity
+    assert report.card_nodeids() == ["t.py::fail", "t.py::xf"]
+    xfail_card = report.cards[1]
+    assert "xfailed" in xfail_card.classes
+    assert "XFAIL (expected failure)" in xfail_card.all_text()
+
+    report = write_and_read(rh, tmp_path, records, include_passed=True)
+    assert report.card_nodeids() == ["t.py::fail", "t.py::xf", "t.py::xp", "t.py::ok"]
+    ok_card = report.cards[3]
+    assert "PASSED" in ok_card.all_text()
+    assert "No images were rendered" in ok_card.all_text()
+    assert not ok_card.find_all("img")
+
+
+def test_cards_are_sorted_by_severity_then_test_id(rh, tmp_path) -> None:
+    records = [
+        rh.make_case("t.py::c", severity=1.0, images={}),
+        rh.make_case("t.py::a", severity=1.0, images={}),
+        rh.make_case("t.py::z", severity=3.0, images={}),
+        rh.make_case("t.py::e", outcome="error", severity=2.0, images={}),
+        rh.make_case("t.py::nan", severity=float("nan"), images={}),
+    ]
+    report = write_and_read(rh, tmp_path, records)
+    assert report.card_nodeids() == ["t.py::z", "t.py::e", "t.py::a", "t.py::c", "t.py::nan"]
+
+
+def test_max_cases_caps_the_cards_and_says_how_many_were_left_out(rh, tmp_path) -> None:
+    records = [rh.make_case(f"t.py::c{i:02d}", severity=i, images={}) for i in range(12)]
+    report = write_and_read(rh, tmp_path, records, max_cases=5)
+    assert report.card_nodeids() == [f"t.py::c{i:02d}" for i in (11, 10, 9, 8, 7)]
+    left_out = report.dom.find_all("p", "left-out")
+    assert len(left_out) == 1
+    assert "7 more cases not shown (max_cases = 5)" in left_out[0].all_text()
+    assert len(report.data["cases"]) == 12, "the JSON lists every case"
+    assert report.data["counts"]["cards"] == 5 and report.data["counts"]["cards_left_out"] == 7
+
+    none = write_and_read(rh, tmp_path, records, max_cases=0)
+    assert none.cards == [] and "12 more cases not shown" in none.text()
+    full = write_and_read(rh, tmp_path, records, max_cases=12)
+    assert len(full.cards) == 12 and not full.dom.find_all("p", "left-out")
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, "10", True])
+def test_max_cases_must_be_a_whole_number(rh, tmp_path, bad) -> None:
+    with pytest.raises(ConfigError, match="max_cases"):
+        write_report(tmp_path / "r.html", {}, [rh.make_case()], max_cases=bad)
+
+
+def test_no_failing_cases_says_so(rh, tmp_path) -> None:
+    report = write_and_read(rh, tmp_path, [rh.make_case(outcome="passed", images={})])
+    assert report.cards == []
+    assert "No failing cases." in report.text()
+    assert "camcheck report: 0 failing cases" in report.dom.find_all("title")[0].all_text()
+
+
+def test_degenerate_cases_are_flagged(rh, tmp_path) -> None:
+    report = write_and_read(rh, tmp_path, [rh.make_case(degenerate=True)])
+    assert "degenerate CAM" in report.cards[0].all_text()
+    assert "degenerate CAM" not in write_and_read(rh, tmp_path, [rh.make_case()]).text()
+
+
+def test_a_malformed_picture_shows_as_missing_not_as_a_broken_image(rh, tmp_path) -> None:
+    images = rh.case_images()
+    images["overlay"] = "not base64 at all"
+    images["strip"][0]["png"] = images["original"][:40] + '"><b>x</b>'
+    report = write_and_read(rh, tmp_path, [rh.make_case(images=images)])
+    card = report.cards[0]
+    assert len(card.find_all("img")) == 2  # the original and the second strip tile
+    assert len(card.find_all("div", "missing")) == 2
+    assert "<b>x</b>" not in report.html
+
+
+def test_the_page_is_self_contained(rh, tmp_path) -> None:
+    report = write_and_read(rh, tmp_path, [rh.make_case(), rh.make_gate()])
+    parser = rh.parse_html(report.html)
+    tags = {el.tag for el in parser.find_all()}
+    assert "script" not in tags and "link" not in tags and "iframe" not in tags
+    assert "style" in tags
+    for img in report.images:
+        assert img.attrs["src"].startswith("data:image/png;base64,")
+        assert img.attrs.get("alt")
+    for el in parser.find_all():
+        for name, value in el.attrs.items():
+            assert "http:" not in value and "https:" not in value, (el.tag, name)
+    assert "@import" not in report.html and "url(" not in report.html
+
+
+# ---------------------------------------------------------------- escaping
+
+
+def test_user_text_is_escaped_everywhere(rh, tmp_path) -> None:
+    xss = rh.XSS
+    case = rh.make_case(
+        f"tests/test_{xss}.py::test_cam[{xss}]",
+        case_id=xss,
+        class_name=xss,
+        prediction_name=xss,
+        path=f"/data/{xss}.png",
+        message=f"sample {xss}: energy too low",
+        layer=xss,
+        layers=[xss, "layer3"],
+        method=xss,
+        evidence=[{"kind": xss, "passed": False, "region": xss, xss: 1}],
+        metrics={f"energy_in[{xss}]": 0.1},
+    )
+    case["images"]["strip"][0]["layer"] = xss
+    gate = rh.make_gate(
+        nodeid=f"t.py::{xss}",
+        name=xss,
+        message=xss,
+        failures=[xss],
+        per_class={xss: {"passed": 1, "count": 2, "rate": 0.5, "lower": 0.1, "upper": 0.9}},
+    )
+    summary = dict(rh.SUMMARY, model=xss, weights=xss, versions={xss: xss}, **{xss: xss})
+    report = write_and_read(rh, tmp_path, [case, gate], summary=summary)
+
+    assert "<script" not in report.html.lower()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in report.html
+    assert not report.dom.find_all("script")
+    card = report.cards[0]
+    # shows as text: in the card title, label, prediction, path, message, test id, evidence...
+    assert card.find_all("h3", "case-id")[0].all_text() == xss
+    assert card.find_all("code", "nodeid")[0].all_text() == f"tests/test_{xss}.py::test_cam[{xss}]"
+    card_text = card.all_text()
+    for expected in (
+        f"3 ({xss})",
+        f"5 ({xss})",
+        f"/data/{xss}.png",
+        f"sample {xss}: energy too low",
+        f"region: {xss}",
+        f"energy_in[{xss}]",
+        f"{xss} on {xss}",  # caption: method on layer
+    ):
+        assert expected in card_text, expected
+    # attributes too: alt texts carry the case id, escaped
+    assert all(xss in img.attrs["alt"] for img in card.find_all("img"))
+    gate_text = report.dom.find_all("section", "gate")[0].all_text()
+    assert gate_text.count(xss) >= 4  # name, test id, failing samples, message, class row
+    assert report.dom.find_all("title")[0].all_text().startswith("camcheck report")
+    summary_text = report.dom.find_all("table", "summary")[0].all_text()
+    assert summary_text.count(xss) >= 4
+
+
+# ---------------------------------------------------------------- JSON
+
+
+def test_json_sidecar_schema(rh, tmp_path) -> None:
+    records = [
+        rh.make_case("t.py::a", severity=2.0),
+        rh.make_case("t.py::b", outcome="passed", severity=0.0, images={}, probability=None),
+        rh.make_case("t.py::c", outcome="xfailed", metrics={"energy_in[head]": float("nan")}),
+        rh.make_gate(),
+    ]
+    path = write_report(tmp_path / "out" / "camcheck.html", rh.SUMMARY, records)
+    assert path == tmp_path / "out" / "camcheck.html"
+    raw = path.with_suffix(".json").read_text(encoding="utf-8")
+    assert "NaN" not in raw  # strict JSON
+    data = json.loads(raw)
+    assert set(data) == {"schema_version", "generated", "summary", "counts", "gates", "cases"}
+    assert data["schema_version"] == SCHEMA_VERSION == 1
+    assert datetime.fromisoformat(data["generated"]).tzinfo is not None
+    assert data["summary"] == json.loads(json.dumps(rh.SUMMARY))
+    assert data["counts"] == {
+        "cases": 3,
+        "passed": 1,
+        "failed": 1,
+        "error": 0,
+        "xfailed": 1,
+        "xpassed": 0,
+        "skipped": 0,
+        "gates": 1,
+        "gates_failed": 1,
+        "cards": 2,
+        "cards_left_out": 0,
+    }
+    assert [c["nodeid"] for c in data["cases"]] == ["t.py::a", "t.py::b", "t.py::c"]
+    for case in data["cases"]:
+        assert "images" not in case
+        assert case["kind"] == "case"
+    assert data["cases"][2]["metrics"]["energy_in[head]"] is None
+    expected_case = {k: v for k, v in records[0].items() if k != "images"}
+    assert data["cases"][0] == expected_case
+    assert data["gates"] == [records[3]]
+    # the HTML and the JSON agree on when they were made
+    assert data["generated"] in path.read_text(encoding="utf-8")
+
+
+# ---------------------------------------------------------------- files
+
+
+def test_parent_directories_are_created_and_files_are_readable(rh, tmp_path) -> None:
+    path = write_report(tmp_path / "a" / "b" / "r.html", {}, [rh.make_case()])
+    assert path.is_file() and path.with_suffix(".json").is_file()
+    mask = os.umask(0o022)
+    os.umask(mask)
+    # the mode open() would give, not the private 0600 of a temporary file
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
+    assert stat.S_IMODE(path.with_suffix(".json").stat().st_mode) == 0o666 & ~mask
+    assert [p.name for p in path.parent.iterdir()] in (["r.html", "r.json"], ["r.json", "r.html"])
+
+
+def test_bad_paths_are_config_errors(rh, tmp_path) -> None:
+    with pytest.raises(ConfigError, match=r"is a directory.*camcheck-report\.html"):
+        write_report(tmp_path, {}, [rh.make_case()])
+    with pytest.raises(ConfigError, match=r"ends in \.json"):
+        write_report(tmp_path / "r.json", {}, [rh.make_case()])
+
+
+def test_a_failure_while_writing_the_json_leaves_the_previous_report_intact(
+    rh, tmp_path, monkeypatch
+) -> None:
+    write_report(tmp_path / "r.html", rh.SUMMARY, [rh.make_case("t.py::old")])
+    before = snapshot(tmp_path)
+    assert set(before) == {"r.html", "r.json"}
+
+    def broken_dump(obj, fh, **kwargs):
+        fh.write('{"schema_version": 1, "cases": [')  # half a file, then the crash
+        raise OSError("disk full")
+
+    monkeypatch.setattr(json, "dump", broken_dump)
+    with pytest.raises(OSError, match="disk full"):
+        write_report(tmp_path / "r.html", rh.SUMMARY, [rh.make_case("t.py::new")])
+    assert snapshot(tmp_path) == before, "old HTML and JSON untouched, no temporary file left"
+
+
+def test_a_failure_while_rendering_leaves_nothing_behind(rh, tmp_path, monkeypatch) -> None:
+    write_report(tmp_path / "r.html", rh.SUMMARY, [rh.make_case("t.py::old")])
+    before = snapshot(tmp_path)
+
+    def broken_render(view):
+        raise KeyboardInterrupt  # the user pressed Ctrl-C while the report was being made
+
+    monkeypatch.setattr(report_html, "render_html", broken_render)
+    with pytest.raises(KeyboardInterrupt):
+        write_report(tmp_path / "r.html", rh.SUMMARY, [rh.make_case("t.py::new")])
+    assert snapshot(tmp_path) == before
+
+
+def test_an_interrupted_html_write_leaves_no_temp_file(rh, tmp_path, monkeypatch) -> None:
+    write_report(tmp_path / "r.html", rh.SUMMARY, [rh.make_case("t.py::old")])
+    before = snapshot(tmp_path)
+    real_fsync = os.fsync
+    calls = []
+
+    def fsync_then_fail(fd):
+        calls.append(fd)
+        real_fsync(fd)
+        raise OSError("I/O error")
+
+    monkeypatch.setattr(os, "fsync", fsync_then_fail)
+    with pytest.raises(OSError, match="I/O error"):
+        write_report(tmp_path / "r.html", rh.SUMMARY, [rh.make_case("t.py::new")])
+    assert calls, "the file is synced before it replaces the old one"
+    assert snapshot(tmp_path) == before
+
+
+def test_a_new_report_replaces_the_old_one(rh, tmp_path) -> None:
+    write_report(tmp_path / "report.html", {}, [rh.make_case("t.py::old", images={})])
+    report = write_and_read(rh, tmp_path, [rh.make_case("t.py::new", images={})])
+    assert report.card_nodeids() == ["t.py::new"]
+    assert [c["nodeid"] for c in report.data["cases"]] == ["t.py::new"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "report.json"]
