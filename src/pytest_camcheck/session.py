@@ -269,11 +269,19 @@ class CamCheck:
         n = len(self)
         if n == 0:
             raise DataError("the dataset is empty: no sample to explain")
+        complete: set[Any] = self._shared.setdefault("complete", set())
+        key = (*self._key, bs)
+        if key in complete:  # the common case: every item after the first
+            return
+        cache = self._shared["batches"]
         start = time.perf_counter()
         for b in range(0, n, bs):
+            if (*key, b // bs) in cache:
+                continue
             self._batch_of(b)
             if self.progress is not None:
                 self.progress(min(b + bs, n), n, time.perf_counter() - start)
+        complete.add(key)
 
     # -- cases ------------------------------------------------------------------------------
     def _case_from(self, i: int, j: int, batch: _Batch, maps: dict[str, Tensor]) -> CamCase:
@@ -307,8 +315,20 @@ class CamCheck:
         """The :class:`CamCase` of one sample (computing its batch if needed)."""
         i = self.index_of(sample)
         j, batch = self._batch_of(i)
-        maps = {k: postprocess(batch.raw[k][j : j + 1], batch.size)[0][0] for k in batch.layers}
+        maps = {k: v[j].clone() for k, v in self._display_maps(batch).items()}
         return self._case_from(i, j, batch, maps)
+
+    def _display_maps(self, batch: _Batch) -> dict[str, Tensor]:
+        """The batch's display maps, upsampled once for the whole batch and kept while its
+        items run (items run in dataset order, so a couple of batches suffice)."""
+        recent: list[tuple[_Batch, dict[str, Tensor]]] = self._shared.setdefault("display", [])
+        for held, maps in recent:
+            if held is batch:
+                return maps
+        maps = {k: postprocess(batch.raw[k], batch.size)[0] for k in batch.layers}
+        recent.append((batch, maps))
+        del recent[:-2]
+        return maps
 
     def cases(self) -> Iterator[CamCase]:
         """Every case, in dataset order (maps upsampled a batch at a time)."""
@@ -316,7 +336,7 @@ class CamCheck:
         bs = self.settings.batch_size
         for b in range(0, len(self), bs):
             _, batch = self._batch_of(b)
-            up = {k: postprocess(batch.raw[k], batch.size)[0] for k in batch.layers}
+            up = self._display_maps(batch)
             for j in range(batch.targets.shape[0]):
                 yield self._case_from(b + j, j, batch, {k: v[j] for k, v in up.items()})
 
