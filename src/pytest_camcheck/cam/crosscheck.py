@@ -145,7 +145,7 @@ def assert_matches_captum(
     targets: TargetSpec = None,
     **kwargs: Any,
 ) -> CrosscheckResult:
-    """:func:`crosscheck_captum`, raising :class:`CamAssertionError` with the numbers on mismatch."""
+    """:func:`crosscheck_captum`; raises :class:`CamAssertionError` with the numbers if not ok."""
     __tracebackhide__ = True
     result = crosscheck_captum(model, images, layer, targets, **kwargs)
     if not result.ok:

@@ -177,12 +177,15 @@ def _select_output(out: Any, output: OutputSelector) -> Tensor:
         t = output(out)
     elif output is None:
         t = first_tensor(out)
-    elif isinstance(output, int):
-        t = out[output]
+    elif isinstance(out, Tensor):
+        raise EngineError(
+            f"output={output!r} selects from a tuple/dict output, but the model returns a plain "
+            f"{tuple(out.shape)} tensor; leave output=None"
+        )
     else:
         try:
             t = out[output]
-        except (KeyError, TypeError):
+        except (KeyError, IndexError, TypeError):
             keys = list(out.keys()) if isinstance(out, dict) else type(out).__name__
             raise EngineError(f"output={output!r} is not in the model's output ({keys})") from None
     if not isinstance(t, Tensor):
@@ -289,6 +292,7 @@ class _Batch:
         self.calls: dict[str, int] = {}
         self.linears: list[nn.Linear] = []
         self.logits: Tensor | None = None
+        self.act_dtypes: dict[str, torch.dtype] = {}
 
     # -- hooks ---------------------------------------------------------------------------
     def _layer_hook(self, name: str) -> Callable[..., Any]:
@@ -312,6 +316,7 @@ class _Batch:
             else:
                 act = t
             self.acts[name] = act
+            self.act_dtypes[name] = t.dtype
             # Hand the rest of the network a copy, so in-place ops downstream (ReLU(inplace=True))
             # cannot overwrite the activations we keep.
             return _replace_first(output, act.clone())
@@ -368,9 +373,17 @@ class _Batch:
         predicted = pooled @ w.T
         if head.bias is not None:
             predicted = predicted + head.bias.detach().float()
-        err = float((predicted - logits).abs().max())
-        scale = float(logits.abs().max()) + 1.0
-        tol = 1e-3 if self.x.dtype == torch.float32 else 3e-2
+        # Images whose logits are not finite (NaN weights or inputs) cannot be checked; their
+        # map comes out non-finite and is flagged degenerate instead of failing the batch.
+        rows = torch.isfinite(logits).all(dim=1) & torch.isfinite(predicted).all(dim=1)
+        diff = (predicted[rows] - logits[rows]).abs()
+        err = float(diff.max()) if diff.numel() else 0.0
+        scale = float(logits[rows].abs().max()) + 1.0 if diff.numel() else 1.0
+        # The forward may have run in half precision (a half model, amp=True, or an external
+        # autocast): compare at that precision.
+        full = (torch.float32, torch.float64)
+        low = self.logits.dtype not in full or self.act_dtypes.get(layer) not in full
+        tol = 3e-2 if low else 1e-3
         if not err <= tol * scale:
             raise EngineError(
                 f"{why}; in {type(self.model).__name__} the logits are not a linear function of "
@@ -520,8 +533,9 @@ def compute_cams(
         method: a name from :data:`~pytest_camcheck.cam.methods.METHODS` (``"cam"``,
             ``"gradcam"``, ``"gradcam++"``, ``"hirescam"``, ``"xgradcam"``, ``"layercam"``,
             ``"scorecam"``, ``"eigencam"``).
-        targets: None (predicted class), an int for the whole batch, one index per image, or a
-            callable ``logits -> (B,) score``. The score is the raw logit of the target class.
+        targets: None (predicted class), one class for the whole batch (an int, a 0-d tensor or
+            a NumPy integer), one index per image (list, tensor, array), or a callable
+            ``logits -> (B,) score``. The score is the raw logit of the target class.
         reshape: for token models, a callable ``(B, N, C) -> (B, C, h, w)`` or ``"tokens"`` /
             ``"nhwc"``; torchvision ViT and Swin are handled without it.
         batch_size: split the images into chunks of this size (None: one batch). Score-CAM also
@@ -540,6 +554,12 @@ def compute_cams(
     """
     if not isinstance(model, nn.Module):
         raise EngineError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if isinstance(model, torch.jit.ScriptModule):
+        raise EngineError(
+            "a TorchScript model runs no Python hooks, so its layer activations cannot be "
+            "captured; compute CAMs on the eager model (e.g. camcheck_model = "
+            '"mypkg.models:build" with camcheck_weights = a state_dict file)'
+        )
     m = get_method(method)
     if m.needs_gradients and torch.is_inference_mode_enabled():
         raise EngineError(
@@ -561,6 +581,11 @@ def compute_cams(
             x = x.clone()
         return x
 
+    if targets is not None and not isinstance(targets, int) and not callable(targets):
+        as_tensor = torch.as_tensor(targets)
+        integer = not as_tensor.is_floating_point() and as_tensor.dtype != torch.bool
+        if as_tensor.dim() == 0 and integer:
+            targets = int(as_tensor)  # a 0-d tensor or NumPy integer: one class for all images
     auto = layers is None
     with _frozen_model(model, freeze_params=m.needs_gradients):
         if auto:

@@ -108,15 +108,16 @@ def _hirescam(inp: MethodInput) -> Tensor:
 
 
 def _gradcam_pp(inp: MethodInput) -> Tensor:
-    # Chattopadhyay et al. 2018, with the exponential-score closed form for alpha.
+    # Chattopadhyay et al. 2018, with the exponential-score closed form for alpha:
+    # alpha = g^2 / (2 g^2 + sum(A) g^3), which for g != 0 is 1 / (2 + sum(A) g). The reduced
+    # form does not underflow: an absolute epsilon on the g^2 / g^3 denominator zeroed every
+    # alpha of models whose gradients are small (|g| < 2e-4), making the map degenerate.
     g = inp.gradients
     assert g is not None
     a = inp.activations
-    g2 = g * g
-    g3 = g2 * g
-    denom = 2.0 * g2 + a.sum(dim=(2, 3), keepdim=True) * g3
-    alpha = torch.where(denom.abs() > _EPS, g2 / torch.where(denom == 0, 1.0, denom), 0.0)
-    alpha = torch.where(g != 0, alpha, 0.0)
+    denom = 2.0 + a.sum(dim=(2, 3), keepdim=True) * g
+    ok = (g != 0) & (denom.abs() > _EPS)
+    alpha = torch.where(ok, 1.0 / torch.where(ok, denom, 1.0), 0.0)
     weights = (alpha * g.clamp(min=0)).sum(dim=(2, 3))
     return _weighted_sum(weights, a)
 
@@ -153,6 +154,10 @@ def _eigencam(inp: MethodInput) -> Tensor:
     # with the mean activation, so strong features map to high values.
     a = inp.activations
     b, c, h, w = a.shape
+    # SVD fails on the whole batch if one image holds a NaN/inf: decompose zeros instead and
+    # give those images a NaN map, which the engine flags as degenerate.
+    finite = torch.isfinite(a.reshape(b, -1)).all(dim=1)
+    a = torch.where(finite.view(b, 1, 1, 1), a, torch.zeros_like(a))
     flat = a.reshape(b, c, h * w).transpose(1, 2)  # (B, hw, C)
     centred = flat - flat.mean(dim=1, keepdim=True)
     _, _, vh = torch.linalg.svd(centred, full_matrices=False)
@@ -161,7 +166,8 @@ def _eigencam(inp: MethodInput) -> Tensor:
     mean_act = mean_act - mean_act.mean(dim=1, keepdim=True)
     sign = torch.sign((proj * mean_act).sum(dim=1, keepdim=True))
     sign = torch.where(sign == 0, 1.0, sign)
-    return (proj * sign).reshape(b, h, w)
+    out = (proj * sign).reshape(b, h, w)
+    return torch.where(finite.view(b, 1, 1), out, torch.full_like(out, float("nan")))
 
 
 register_method(
