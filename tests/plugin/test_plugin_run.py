@@ -130,12 +130,12 @@ def test_same_outcomes_under_xdist(camcheck_project, workers):
 
 
 SHARDING = """
-import json, os
+import json
 
 
-def test_case(camcheck_case, camcheck_session):
+def test_case(camcheck_case, camcheck_session, request):
     computed = sorted(key[-1] for key in camcheck_session._shared["batches"])
-    wid = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    wid = getattr(request.config, "workerinput", {}).get("workerid", "main")
     with open(f"batches-{wid}-{camcheck_case.index}.json", "w") as f:
         json.dump({"index": camcheck_case.index, "batches": computed}, f)
     # the case's own batch is computed, in a batch of camcheck_batch_size images
