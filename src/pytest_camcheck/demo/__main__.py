@@ -63,6 +63,8 @@ def _run(out: Path, model: str, extra: list[str]) -> int:
         "-m",
         "pytest",
         "-q",
+        "--tb=no",  # the report shows why; the terminal shows the counts
+        "-rN",
         "-p",
         "no:cacheprovider",
         "--rootdir",
