@@ -171,3 +171,27 @@ def test_plain_run_computes_everything_in_one_batched_pass(camcheck_project):
     import json
 
     assert json.loads(first.read_text())["batches"] == [0, 1, 2]
+
+
+def test_fixtures_can_be_overridden_in_conftest(camcheck_project):
+    project = camcheck_project(
+        tests="""
+        def test_uses_my_model(camcheck_case, camcheck_model):
+            assert camcheck_model.marker == "from conftest"
+            assert camcheck_case.prediction == camcheck_case.label
+        """,
+        model="",  # no camcheck_model in the ini: the conftest provides the model
+    )
+    project.pytester.makeconftest(
+        """
+        import pytest
+        import toymodel
+
+        @pytest.fixture(scope="session")
+        def camcheck_model(camcheck_device):
+            model = toymodel.good().to(camcheck_device).eval()
+            model.marker = "from conftest"
+            return model
+        """
+    )
+    project.run().assert_outcomes(passed=6)
