@@ -13,8 +13,9 @@ numpy and PIL only; the dataset and the transforms import torch, so names are im
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
 
 _LAZY: dict[str, str] = {
     "build_dataset": ".dataset",
@@ -95,14 +96,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .voc import read_voc
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'pytest_camcheck.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

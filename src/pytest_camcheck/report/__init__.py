@@ -10,8 +10,9 @@ Importing this package imports nothing heavy; the names below are loaded on firs
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
 
 _LAZY: dict[str, str] = {
     "ReportCollector": ".collector",
@@ -42,14 +43,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from .render import encode_png_b64, overlay, render_case_images
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'pytest_camcheck.report' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
