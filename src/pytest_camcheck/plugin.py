@@ -87,7 +87,7 @@ def pytest_configure(config: pytest.Config) -> None:
             path,
             include_passed=settings.report_all,
             max_cases=settings.report_max_cases,
-            summary=lambda: _summary(config),
+            summary=lambda: _summary(config, collector.records()),
         )
         config.stash[COLLECTOR_KEY] = collector
         config.pluginmanager.register(collector, "camcheck-report")
@@ -114,13 +114,11 @@ def _settings(config: pytest.Config) -> Settings:
 
 
 def _device(config: pytest.Config) -> tuple[Any, str]:
+    """(torch.device, reason), resolved once per session; raises ConfigError."""
     if DEVICE_KEY not in config.stash:
         from .loading import resolve_device
 
-        try:
-            config.stash[DEVICE_KEY] = resolve_device(_settings(config).device, _worker_id(config))
-        except CamcheckError as exc:
-            raise pytest.UsageError(f"camcheck: {exc}") from None
+        config.stash[DEVICE_KEY] = resolve_device(_settings(config).device, _worker_id(config))
     return config.stash[DEVICE_KEY]
 
 
@@ -139,9 +137,11 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _summary(config: pytest.Config) -> dict[str, Any]:
+def _summary(config: pytest.Config, records: list[dict[str, Any]]) -> dict[str, Any]:
     s = _settings(config)
-    layers = config.stash.get(_LAYERS_KEY, None) or (list(s.layer) if s.layer else ["auto"])
+    # The resolved layer names come from the cases (computed here or on xdist workers).
+    seen = [r["layers"] for r in records if r.get("kind") == "case" and r.get("layers")]
+    layers = seen[0] if seen else (list(s.layer) if s.layer else ["auto"])
     device = config.stash.get(DEVICE_KEY, None)
     return {
         "model": s.model or "(fixture)",
@@ -157,16 +157,16 @@ def _summary(config: pytest.Config) -> dict[str, Any]:
     }
 
 
-_LAYERS_KEY = pytest.StashKey[list[str]]()
-
-
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
     s = _settings(config)
     if not s.model:
         return None
     import torch
 
-    device, why = _device(config)
+    try:
+        device, why = _device(config)
+    except CamcheckError as exc:
+        raise pytest.UsageError(f"camcheck: {exc}") from None
     layer = ",".join(s.layer) if s.layer else "auto"
     return [
         f"camcheck: model {s.model}" + (f" (weights {s.weights})" if s.weights else ""),
@@ -244,7 +244,10 @@ def camcheck_device(pytestconfig: pytest.Config) -> Any:
         def test_on_gpu(camcheck_device):
             assert camcheck_device.type in ("cpu", "cuda")
     """
-    return _device(pytestconfig)[0]
+    try:
+        return _device(pytestconfig)[0]
+    except CamcheckError as exc:
+        _config_error(str(exc))
 
 
 @pytest.fixture(scope="session")
@@ -409,8 +412,6 @@ def camcheck_case(request: pytest.FixtureRequest, camcheck_session: CamCheck) ->
     except CamcheckError as exc:
         pytest.fail(f"camcheck: {exc}", pytrace=False)
     request.node.stash[CASE_KEY] = case
-    if request.config.stash.get(_LAYERS_KEY, None) is None:
-        request.config.stash[_LAYERS_KEY] = list(case.layers)
     return case
 
 

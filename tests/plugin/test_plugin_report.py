@@ -118,6 +118,7 @@ def _check(parsed: Parsed) -> None:
     assert data["schema_version"] == 1
     assert data["summary"]["model"] == "toymodel:sneaky"
     assert data["summary"]["method"] == "gradcam"
+    assert data["summary"]["layers"] == ["features"]  # resolved, also when workers computed it
     cases = {c["nodeid"]: c for c in data["cases"]}
     failed = cases["test_cam.py::test_energy[red/red_00]"]
     assert failed["outcome"] == "failed" and failed["case_id"] == "red/red_00"
