@@ -177,3 +177,25 @@ def test_user_strings_are_escaped(camcheck_project) -> None:
     assert "<script>" not in html
     assert "&lt;script&gt;alert(1)&lt;_script&gt;" in html
     assert Path(str(out) + ".tmp").exists() is False
+
+
+def test_overlay_attached_to_pytest_html(camcheck_project) -> None:
+    pytest.importorskip("pytest_html", reason="pytest-html is in the test extra")
+    project = camcheck_project(
+        tests="""
+        from pytest_camcheck import assert_energy_in_region
+
+        def test_x(camcheck_case):
+            assert_energy_in_region(camcheck_case.map, camcheck_case.regions["object"], 0.6)
+        """,
+        watermark=True,
+        model="toymodel:sneaky",
+    )
+    out = project.root / "html-report.html"
+    result = project.run(f"--html={out}", "--self-contained-html", subprocess=True)
+    result.assert_outcomes(passed=3, failed=3)
+    html = out.read_text(encoding="utf-8")
+    # one overlay per failing case, embedded by pytest-html
+    for i in range(3):
+        assert f"CAM overlay red/red_0{i}" in html
+    assert "CAM overlay green/green_00" not in html
