@@ -446,7 +446,11 @@ class SavedTensorMeter:
         n = t.numel() * t.element_size()
         if n > self.sizes.get(key, 0):
             self.sizes[key] = n
-        return t
+        # Hand autograd a detached alias (same storage, no copy), never ``t`` itself: a saved
+        # output that still points at its grad_fn closes a cycle through the C++ graph that
+        # no garbage collection frees, and every graph a peer leaves un-backpropagated
+        # (retain_graph, or a backward that stops at the layer) would then leak.
+        return t.detach()
 
     @staticmethod
     def unpack(t: Tensor) -> Tensor:
