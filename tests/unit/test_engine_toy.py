@@ -307,3 +307,16 @@ def test_torchscript_model_gets_a_clear_error() -> None:
     scripted = torch.jit.script(model)
     with pytest.raises(EngineError, match="TorchScript model runs no Python hooks"):
         compute_cams(scripted, torch.randn(1, 3, 8, 8), layers="0")
+
+
+def test_targets_made_under_inference_mode_work() -> None:
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)
+    ).eval()
+    x = torch.randn(3, 3, 8, 8)
+    with torch.inference_mode():
+        predicted = model(x).argmax(1)
+    got = compute_cams(model, x, layers="0", targets=predicted)
+    ref = compute_cams(model, x, layers="0", targets=predicted.tolist())
+    assert torch.equal(got.targets, ref.targets)
+    assert torch.allclose(got.raw_map, ref.raw_map)

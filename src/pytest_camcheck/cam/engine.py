@@ -223,6 +223,8 @@ def _resolve_targets(spec: TargetSpec, logits: Tensor) -> tuple[Tensor, Tensor]:
         t = torch.full((b,), int(spec), dtype=torch.long, device=logits.device)
     else:
         t = torch.as_tensor(spec).to(device=logits.device).reshape(-1)
+        if t.is_inference():  # e.g. argmax taken under inference_mode: autograd cannot save it
+            t = t.clone()
         if t.is_floating_point() or t.dtype == torch.bool:
             raise EngineError(f"targets must be integer class indices, got dtype {t.dtype}")
         if t.numel() != b:
