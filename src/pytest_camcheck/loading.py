@@ -2,56 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import os
 import pickle
-import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ._spec import import_from_spec
 from .errors import ConfigError
 
-__all__ = ["import_object", "load_model", "load_weights", "resolve_device"]
+__all__ = ["load_model", "load_weights", "resolve_device"]
 
 _TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript", ".jit")
-
-
-@contextlib.contextmanager
-def _on_path(rootdir: Path | None) -> Iterator[None]:
-    if rootdir is None or str(rootdir) in sys.path:
-        yield
-        return
-    sys.path.insert(0, str(rootdir))
-    try:
-        yield
-    finally:
-        with contextlib.suppress(ValueError):
-            sys.path.remove(str(rootdir))
-
-
-def import_object(spec: str, key: str, rootdir: Path | None = None) -> Any:
-    """Import ``"package.module:attr"`` (``attr`` may be dotted); errors name ``key``."""
-    if ":" not in spec:
-        raise ConfigError(f'{key}: expected "package.module:name", got {spec!r}')
-    mod_name, _, attr = spec.partition(":")
-    if not mod_name or not attr:
-        raise ConfigError(f'{key}: expected "package.module:name", got {spec!r}')
-    with _on_path(rootdir):
-        try:
-            obj: Any = importlib.import_module(mod_name)
-        except ImportError as exc:
-            raise ConfigError(
-                f"{key}: cannot import module {mod_name!r} ({exc}); is it installed or on the "
-                "rootdir?"
-            ) from None
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise ConfigError(f"{key}: module {mod_name!r} has no attribute {attr!r}") from None
-    return obj
 
 
 def resolve_device(setting: str, worker_id: str | None = None) -> tuple[Any, str]:
@@ -202,7 +164,7 @@ def load_model(
                 "state_dict, set camcheck_model to a factory and camcheck_weights to the file."
             ) from None
     elif ":" in spec:
-        factory = import_object(spec, "camcheck_model", rootdir)
+        factory = import_from_spec(spec, what="camcheck_model", rootdir=rootdir)
         if isinstance(factory, torch.nn.Module):
             model = factory
         elif callable(factory):

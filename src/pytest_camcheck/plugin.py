@@ -7,6 +7,7 @@ hooks, only when camcheck is used.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Generator
 from pathlib import Path
@@ -319,17 +320,9 @@ class _Progress:
         )
         capman = self.config.pluginmanager.getplugin("capturemanager")
         tw = self.config.get_terminal_writer()
-        ctx = capman.global_and_fixture_disabled() if capman else _null()
+        ctx = capman.global_and_fixture_disabled() if capman else contextlib.nullcontext()
         with ctx:
             tw.line(line)
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 @pytest.fixture(scope="session")

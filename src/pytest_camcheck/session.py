@@ -428,7 +428,7 @@ class CamCheck:
         """Fraction of samples whose thresholded-CAM box overlaps ``region`` with IoU >= min_iou."""
 
         def measure(case: CamCase, reg: Region) -> tuple[bool, float | None]:
-            iou, _ = metrics.localization_iou(case.map, reg.bbox(), threshold=threshold)
+            iou, _ = metrics.localization_iou(case.map, reg, threshold=threshold)
             return iou >= min_iou, iou
 
         return self._rate(

@@ -134,3 +134,10 @@ def test_marker_view_shares_caches_but_not_maps() -> None:
     assert a.shape == b.shape
     assert other.case(0).method == "hirescam"
     assert np.isfinite(b.numpy()).all()
+
+
+def test_localization_rate_uses_the_region() -> None:
+    check, _, _ = make(n=6, batch=4)
+    result = check.localization(region="spot", min_iou=0.5)
+    assert (result.passed, result.count) == (6, 6)
+    assert all(0.5 <= v <= 1.0 for v in result.values)

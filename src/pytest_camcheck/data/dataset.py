@@ -21,9 +21,9 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from .._spec import import_from_spec, looks_like_spec
 from ..errors import CamcheckError, ConfigError, DataError
 from ..regions import Box, Region, Sample
-from ._spec import import_from_spec, looks_like_spec
 from .annotations import ImageAnnotation, read_annotations
 from .images import IMAGE_EXTENSIONS, ImageIndex, list_images, load_image, read_image_size
 from .transforms import DEFAULT_IMAGE_SIZE, PairedTransform, resolve_transform, to_display

@@ -34,9 +34,9 @@ from torch import Tensor
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from .._spec import import_from_spec
 from ..errors import CamcheckError, ConfigError
 from ..regions import Box, Region
-from ._spec import import_from_spec
 
 __all__ = [
     "DEFAULT_IMAGE_SIZE",

@@ -8,7 +8,7 @@ import re
 import sys
 from typing import Any
 
-from ..errors import ConfigError
+from .errors import ConfigError
 
 __all__ = ["SPEC_PATTERN", "import_from_spec", "looks_like_spec"]
 
