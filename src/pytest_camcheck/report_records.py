@@ -77,10 +77,13 @@ def case_record(
     outcome = _outcome(report)
     values: dict[str, Any] = {}
     for name, region in case.regions.items():
-        values[f"energy_in[{name}]"] = _finite(metrics.energy_fraction(case.map, region))
-        values[f"peak_hit[{name}]"] = metrics.pointing_hit(
-            case.map, region, tolerance=settings.peak_tolerance
-        )
+        try:  # a region the map cannot score (empty after the transform) gets no number
+            values[f"energy_in[{name}]"] = _finite(metrics.energy_fraction(case.map, region))
+            values[f"peak_hit[{name}]"] = metrics.pointing_hit(
+                case.map, region, tolerance=settings.peak_tolerance
+            )
+        except ValueError:
+            values[f"energy_in[{name}]"] = values[f"peak_hit[{name}]"] = None
     record: dict[str, Any] = {
         "kind": "case",
         "nodeid": item.nodeid,
