@@ -41,6 +41,7 @@ from .metrics import (
     tied_inside,
 )
 from .regions import Box, Region
+from .report.records import Evidence, PeakInfo, RegionInfo
 
 __all__ = [
     "assert_energy_in_region",
@@ -80,9 +81,28 @@ def _tolerance(value: Any) -> float:
     return v
 
 
-def _sample_prefix() -> str:
-    case = evidence.current_case_id()
-    return "" if case is None else f"sample {case}: "
+def _context(cam: Any) -> dict[str, Any]:
+    """The sample and the map's provenance (layer, method, target) in the running test."""
+    src = evidence.source_of(cam)
+    ctx: dict[str, Any] = {"sample": evidence.current_case_id()}
+    if src is not None:
+        ctx.update(layer=src.layer, method=src.method or None, target=src.target)
+    return ctx
+
+
+def _prefix(ctx: dict[str, Any]) -> str:
+    """``"sample cat/1, layer layer3: "`` (the method too when it is not the run's)."""
+    parts = []
+    if ctx.get("sample") is not None:
+        parts.append(f"sample {ctx['sample']}")
+    if ctx.get("layer"):
+        where = f"layer {ctx['layer']}"
+        scope = evidence.current_scope()
+        run_method = None if scope is None else scope.run_method
+        if ctx.get("method") and ctx["method"] != run_method:
+            where += f" ({ctx['method']})"
+        parts.append(where)
+    return (", ".join(parts) + ": ") if parts else ""
 
 
 def _pct(value: float, other: float | None = None) -> str:
@@ -112,52 +132,46 @@ def _describe(region: Region) -> str:
     return f"region {region.name!r} ({', '.join(parts)}; bbox {region.bbox()})"
 
 
-def _base(cam: np.ndarray) -> dict[str, Any]:
-    return {"sample": evidence.current_case_id(), "map_shape": [int(s) for s in cam.shape]}
+def _region_info(region: Region, mask: np.ndarray) -> RegionInfo:
+    return RegionInfo(
+        name=region.name,
+        bbox=region.bbox().to_dict(),
+        area_fraction=float(mask.mean()) if mask.size else None,
+    )
 
 
-def _region_info(region: Region) -> dict[str, Any]:
-    return {"region": region.name, "region_bbox": region.bbox().to_dict()}
-
-
-def _peak_info(peak: Peak | None) -> dict[str, Any]:
+def _peak_info(peak: Peak | None) -> PeakInfo | None:
     if peak is None:
-        return {"peak_row": None, "peak_col": None, "peak_value": None, "ties": None}
-    return {
-        "peak_row": peak.row,
-        "peak_col": peak.col,
-        "peak_value": peak.value,
-        "ties": peak.ties,
-    }
+        return None
+    return PeakInfo(row=peak.row, col=peak.col, value=float(peak.value), ties=peak.ties)
 
 
-def _passed(kind: str, data: dict[str, Any]) -> None:
-    evidence.record(kind, True, **data)
+def _passed(ev: dict[str, Any]) -> None:
+    evidence.record(Evidence(passed=True, **ev))
 
 
-def _fail(kind: str, message: str, data: dict[str, Any]) -> NoReturn:
+def _fail(message: str, ev: dict[str, Any]) -> NoReturn:
     __tracebackhide__ = True
-    evidence.record(kind, False, **data)
-    raise CamAssertionError(message, evidence={"kind": kind, "passed": False, **data})
+    item = Evidence(passed=False, message=message, **ev)
+    evidence.record(item)
+    raise CamAssertionError(message, evidence=item.to_dict())
 
 
-def _check_degenerate(kind: str, cam: np.ndarray, data: dict[str, Any], what: str) -> None:
+def _check_degenerate(cam: np.ndarray, ev: dict[str, Any], what: str) -> None:
     """Fail with a "degenerate CAM" message when the map carries no spatial evidence."""
     __tracebackhide__ = True
     reason = degenerate_reason(cam)
-    data["degenerate"] = reason is not None
     if reason is None:
         return
-    case = evidence.current_case_id()
-    where = "" if case is None else f" for sample {case}"
-    data["degenerate_reason"] = reason
+    ev["degenerate"] = reason
+    ctx = {k: ev.get(k) for k in ("sample", "layer", "method")}
+    where = _prefix(ctx).rstrip(": ")
     _fail(
-        kind,
-        f"degenerate CAM{where}: {reason}, so {what} cannot be judged. A degenerate map means "
-        "the model gave no spatial evidence for the class at this layer: check that the layer "
-        "is a spatial feature map before global pooling, and that the target class is the one "
-        "you expect.",
-        data,
+        f"degenerate CAM{' for ' + where if where else ''}: {reason}, so {what} cannot be "
+        "judged. A degenerate map means the model gave no spatial evidence for the class at "
+        "this layer: check that the layer is a spatial feature map before global pooling, and "
+        "that the target class is the one you expect.",
+        ev,
     )
 
 
@@ -178,93 +192,115 @@ def assert_not_degenerate(cam: Any) -> Peak:
         CamAssertionError: the map is degenerate (message starts ``"degenerate CAM"``).
     """
     __tracebackhide__ = True
-    kind = "not_degenerate"
+    ev: dict[str, Any] = {"check": "not_degenerate", **_context(cam), "metric": "max"}
     arr = as_map(cam)
-    data = _base(arr)
-    _check_degenerate(kind, arr, data, "where the model looks")
+    _check_degenerate(arr, ev, "where the model looks")
     peak = find_peak(arr)
     assert peak is not None  # a non-degenerate map always has a peak
-    data.update(_peak_info(peak))
-    data["min"] = float(arr.min())
-    data["max"] = float(arr.max())
-    _passed(kind, data)
+    ev.update(peak=_peak_info(peak), value=float(arr.max()))
+    ev["details"] = {"min": float(arr.min()), "map_shape": list(arr.shape)}
+    _passed(ev)
     return peak
 
 
-def assert_peak_in_box(cam: Any, box: Any, tolerance: float = 0) -> Peak:
+def _resolve_default(value: Any, key: str, fallback: float) -> Any:
+    """The threshold the test passed, else the running camcheck test's configured one."""
+    if value is not None:
+        return value
+    configured = evidence.default(key)
+    return fallback if configured is None else configured
+
+
+def assert_peak_in_box(cam: Any, box: Any, tolerance: float | None = None) -> Peak:
     """The pointing game for one sample: the map's peak must land on the box.
 
     The peak pixel's centre must lie in the box (or region), or within ``tolerance`` pixels of
-    it. A maximum shared by several pixels fails (the game needs one point).
+    it. A maximum shared by several pixels counts as a hit only when every tied pixel is on the
+    region.
 
     Args:
         cam: the ``(H, W)`` map.
         box: a Box, ``(x0, y0, x1, y1)`` in the map's pixel coordinates, a Region or a boolean
             ``(H, W)`` mask.
-        tolerance: pixels of slack around the box (>= 0).
+        tolerance: pixels of slack around the box (>= 0). None: the configured
+            ``camcheck_peak_tolerance`` inside a camcheck test (marker included), else 0.
 
     Returns:
         The :class:`~pytest_camcheck.metrics.Peak`.
 
     Raises:
-        CamAssertionError: the peak is elsewhere, tied, or the map is degenerate.
+        CamAssertionError: the peak is elsewhere, tied off the region, or the map is
+            degenerate.
         ValueError: a bad tolerance, or a box outside the map.
     """
     __tracebackhide__ = True
-    kind = "peak_in_box"
-    tol = _tolerance(tolerance)
+    tol = _tolerance(_resolve_default(tolerance, "peak_tolerance", 0.0))
+    ctx = _context(cam)
     arr = as_map(cam)
     region = as_region(box, "box")
     mask = region_mask(region, arr.shape)
-    data = {**_base(arr), **_region_info(region), "tolerance": tol}
-    _check_degenerate(kind, arr, data, "the pointing game")
+    ev: dict[str, Any] = {
+        "check": "peak_in_box",
+        **ctx,
+        "metric": "distance_px",
+        "threshold_name": "tolerance",
+        "threshold": tol,
+        "region": _region_info(region, mask),
+    }
+    _check_degenerate(arr, ev, "the pointing game")
     peak = find_peak(arr)
     assert peak is not None
-    data.update(_peak_info(peak))
-    prefix = _sample_prefix()
+    ev["peak"] = _peak_info(peak)
+    prefix = _prefix(ctx)
     if peak.ties > 1:
         inside = tied_inside(arr, peak, region, mask, tol)
-        data["ties_inside"] = inside
+        ev["details"] = {"ties_inside": inside}
         if inside < peak.ties:
-            data["distance"] = None
             _fail(
-                kind,
                 f"{prefix}CAM peak is not unique: {peak.ties} pixels share the maximum value "
                 f"{peak.value:.4g} (first at row {peak.row}, col {peak.col}) and only {inside} "
                 f"of them lie within {tol:g} px of {_describe(region)}; a tied maximum counts "
                 "as a hit only when every tied pixel is on the region. Open the report overlay "
                 "for this sample, or use assert_energy_in_region instead.",
-                data,
+                ev,
             )
     distance = region_distance(region, mask, peak.row, peak.col)
-    data["distance"] = distance
+    ev["value"] = float(distance)
     if distance > tol:
         _fail(
-            kind,
             f"{prefix}CAM peak at (row {peak.row}, col {peak.col}) is {distance:.1f} px outside "
             f"{_describe(region)} (tolerance {tol:g} px). The model looks elsewhere: open the "
             "report overlay for this sample.",
-            data,
+            ev,
         )
-    _passed(kind, data)
+    _passed(ev)
     return peak
 
 
-def _energy(kind: str, cam: Any, region: Any, limit: float, limit_key: str) -> tuple:
+def _energy(
+    check: str, cam: Any, region: Any, limit: float, limit_key: str
+) -> tuple[Region, float, dict[str, Any]]:
     __tracebackhide__ = True
+    ctx = _context(cam)
     arr = as_map(cam)
     reg = as_region(region, "region")
-    region_mask(reg, arr.shape)
-    data = {**_base(arr), **_region_info(reg), limit_key: limit}
-    data["fraction"] = None
-    _check_degenerate(kind, arr, data, "the share of evidence in the region")
+    mask = region_mask(reg, arr.shape)
+    ev: dict[str, Any] = {
+        "check": check,
+        **ctx,
+        "metric": "energy_fraction",
+        "threshold_name": limit_key,
+        "threshold": limit,
+        "region": _region_info(reg, mask),
+    }
+    _check_degenerate(arr, ev, "the share of evidence in the region")
     fraction = energy_fraction(arr, reg)
-    data["fraction"] = fraction
-    data.update(_peak_info(find_peak(arr)))
-    return reg, fraction, data
+    ev["value"] = float(fraction)
+    ev["peak"] = _peak_info(find_peak(arr))
+    return reg, fraction, ev
 
 
-def assert_energy_in_region(cam: Any, region: Any, min_fraction: float) -> float:
+def assert_energy_in_region(cam: Any, region: Any, min_fraction: float | None = None) -> float:
     """Assert that at least ``min_fraction`` of the map's mass lies inside the region.
 
     "The head dominates": the mass is the sum of the map (clipped at 0).
@@ -272,7 +308,8 @@ def assert_energy_in_region(cam: Any, region: Any, min_fraction: float) -> float
     Args:
         cam: the ``(H, W)`` map.
         region: a Region, Box, ``(x0, y0, x1, y1)`` or boolean ``(H, W)`` mask.
-        min_fraction: the required share, in [0, 1].
+        min_fraction: the required share, in [0, 1]. None: the configured
+            ``camcheck_min_energy`` inside a camcheck test (marker included), else 0.5.
 
     Returns:
         The measured fraction.
@@ -282,19 +319,17 @@ def assert_energy_in_region(cam: Any, region: Any, min_fraction: float) -> float
         ValueError: ``min_fraction`` outside [0, 1], or a region outside the map.
     """
     __tracebackhide__ = True
-    kind = "energy_in_region"
-    limit = _fraction(min_fraction, "min_fraction")
-    reg, fraction, data = _energy(kind, cam, region, limit, "min_fraction")
+    limit = _fraction(_resolve_default(min_fraction, "min_energy", 0.5), "min_fraction")
+    reg, fraction, ev = _energy("energy_in_region", cam, region, limit, "min_fraction")
     if fraction < limit:
         _fail(
-            kind,
-            f"{_sample_prefix()}only {_pct(fraction, limit)} of the CAM energy lies inside "
+            f"{_prefix(ev)}only {_pct(fraction, limit)} of the CAM energy lies inside "
             f"{_describe(reg)} (required at least {_pct(limit)}); {_pct(1.0 - fraction)} lies "
             "outside it. The model relies on evidence elsewhere: open the report overlay for "
             "this sample.",
-            data,
+            ev,
         )
-    _passed(kind, data)
+    _passed(ev)
     return fraction
 
 
@@ -316,18 +351,16 @@ def assert_energy_outside_region(cam: Any, region: Any, max_fraction: float) -> 
         ValueError: ``max_fraction`` outside [0, 1], or a region outside the map.
     """
     __tracebackhide__ = True
-    kind = "energy_outside_region"
     limit = _fraction(max_fraction, "max_fraction")
-    reg, fraction, data = _energy(kind, cam, region, limit, "max_fraction")
+    reg, fraction, ev = _energy("energy_outside_region", cam, region, limit, "max_fraction")
     if fraction > limit:
         _fail(
-            kind,
-            f"{_sample_prefix()}{_pct(fraction, limit)} of the CAM energy lies inside "
+            f"{_prefix(ev)}{_pct(fraction, limit)} of the CAM energy lies inside "
             f"{_describe(reg)} (allowed at most {_pct(limit)}). The model looks at "
             f"{reg.name!r}, which it should ignore: open the report overlay for this sample.",
-            data,
+            ev,
         )
-    _passed(kind, data)
+    _passed(ev)
     return fraction
 
 
@@ -354,24 +387,35 @@ def assert_localization_iou(
         ValueError: ``min_iou`` / ``threshold`` outside [0, 1], or a box outside the map.
     """
     __tracebackhide__ = True
-    kind = "localization_iou"
     need = _fraction(min_iou, "min_iou")
     thr = _fraction(threshold, "threshold")
+    ctx = _context(cam)
     arr = as_map(cam)
     region = as_region(box, "box")
-    region_mask(region, arr.shape)
-    data = {**_base(arr), **_region_info(region), "min_iou": need, "threshold": thr}
-    data.update({"iou": None, "predicted_box": None})
-    _check_degenerate(kind, arr, data, "the localization box")
+    mask = region_mask(region, arr.shape)
+    ev: dict[str, Any] = {
+        "check": "localization_iou",
+        **ctx,
+        "metric": "iou",
+        "threshold_name": "min_iou",
+        "threshold": need,
+        "region": _region_info(region, mask),
+        "details": {"map_threshold": thr},
+    }
+    _check_degenerate(arr, ev, "the localization box")
     predicted = localization_box(arr, thr)
     assert predicted is not None
     targets: tuple[Box, ...] = region.boxes or (region.bbox(),)
     ious = [predicted.iou(b) for b in targets]
     best = int(np.argmax(ious))
     iou = float(ious[best])
-    data.update({"iou": iou, "predicted_box": predicted.to_dict()})
-    data["matched_box"] = targets[best].to_dict()
-    data.update(_peak_info(find_peak(arr)))
+    ev["value"] = iou
+    ev["details"] = {
+        "map_threshold": thr,
+        "predicted_box": predicted.to_dict(),
+        "matched_box": targets[best].to_dict(),
+    }
+    ev["peak"] = _peak_info(find_peak(arr))
     if iou < need:
         target = (
             _describe(region)
@@ -379,14 +423,13 @@ def assert_localization_iou(
             else f"{_describe(region)} (best box {targets[best]})"
         )
         _fail(
-            kind,
-            f"{_sample_prefix()}IoU {_num(iou, need)} between the CAM box {predicted} (largest "
+            f"{_prefix(ctx)}IoU {_num(iou, need)} between the CAM box {predicted} (largest "
             f"component above {_pct(thr)} of the map's maximum) and {target} is below the "
             f"required {_num(need)}. The model's evidence is misplaced or the wrong size: open "
             "the report overlay for this sample.",
-            data,
+            ev,
         )
-    _passed(kind, data)
+    _passed(ev)
     return iou
 
 
@@ -442,7 +485,6 @@ def assert_pass_rate(result: RateResult, min_rate: float, bound: str = "lower") 
         ValueError: ``min_rate`` outside [0, 1] or an unknown ``bound``.
     """
     __tracebackhide__ = True
-    kind = "pass_rate"
     if not isinstance(result, RateResult):
         raise TypeError(
             f"result must be a RateResult (see pytest_camcheck.metrics.rate_result), "
@@ -451,14 +493,17 @@ def assert_pass_rate(result: RateResult, min_rate: float, bound: str = "lower") 
     need = _fraction(min_rate, "min_rate")
     if bound not in _BOUNDS:
         raise ValueError(f"bound must be one of {', '.join(map(repr, _BOUNDS))}, got {bound!r}")
-    data: dict[str, Any] = {
+    measured = {"lower": result.lower, "rate": result.rate, "upper": result.upper}[bound]
+    ev: dict[str, Any] = {
+        "check": "pass_rate",
         "sample": evidence.current_case_id(),
-        "name": result.name,
-        "min_rate": need,
-        "bound": bound,
-        **{k: v for k, v in result.to_dict().items() if k not in ("values", "passed", "name")},
-        "passed_count": int(result.passed),
-        "result": result.to_dict(),  # the whole result (per-sample values too) for the report
+        "layer": result.layer,
+        "method": result.method,
+        "metric": bound if bound != "rate" else "rate",
+        "value": None if measured != measured else float(measured),
+        "threshold_name": "min_rate",
+        "threshold": need,
+        "details": {"bound": bound, "result": result.to_dict()},
     }
     conf = f"{result.confidence * 100:g}%"
     skipped = (
@@ -469,13 +514,11 @@ def assert_pass_rate(result: RateResult, min_rate: float, bound: str = "lower") 
     )
     if result.count == 0:
         _fail(
-            kind,
             f"{result.name}: no samples were evaluated{skipped}, so the pass rate cannot reach "
             f"the required {_pct(need)}. Check that the dataset is not empty and that its "
             "annotations name this region.",
-            data,
+            ev,
         )
-    measured = {"lower": result.lower, "rate": result.rate, "upper": result.upper}[bound]
     if measured + 1e-12 < need:
         what = {
             "lower": f"lower {conf} bound",
@@ -489,10 +532,9 @@ def assert_pass_rate(result: RateResult, min_rate: float, bound: str = "lower") 
             f"{_pct(result.lower)}-{_pct(result.upper)}"
         )
         _fail(
-            kind,
             f"{result.name}: {what} {_pct(measured, need)} < required {_pct(need)} ({detail})"
             f"{_worst_classes(result, need)}{_failing_samples(result)}{skipped}",
-            data,
+            ev,
         )
-    _passed(kind, data)
+    _passed(ev)
     return result

@@ -1,18 +1,55 @@
-"""Where assertions leave their numbers for the report.
+"""Where assertions leave their evidence for the report.
 
-The plugin opens a :func:`collecting` scope around each test call; every ``assert_*`` helper
-calls :func:`record` with what it measured (pass or fail). Outside such a scope, ``record`` is a
-no-op, so the assertions work in plain scripts and notebooks too. Imports nothing heavy.
+The plugin opens a :func:`collecting` scope around each camcheck test call, telling it which
+sample runs, which maps it has (so an assertion can say which layer a map came from), the
+configured thresholds and the run's method. Every ``assert_*`` helper calls :func:`record` with
+one :class:`~pytest_camcheck.report.records.Evidence` (pass or fail). Outside such a scope,
+``record`` is a no-op and the defaults are None, so the assertions work in plain scripts and
+notebooks too. Imports nothing heavy.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["EvidenceScope", "collecting", "current_case_id", "record"]
+from .report.records import Evidence
+
+__all__ = [
+    "EvidenceScope",
+    "MapSource",
+    "collecting",
+    "current_case_id",
+    "current_scope",
+    "default",
+    "record",
+    "source_of",
+]
+
+
+@dataclass(frozen=True)
+class MapSource:
+    """Where one of camcheck's maps came from."""
+
+    layer: str
+    method: str
+    target: int | None = None
+
+
+def _address(value: Any) -> tuple[int, tuple[int, ...]] | None:
+    """(data address, shape) of a tensor or array, to recognise a map by its memory."""
+    try:
+        if hasattr(value, "data_ptr") and hasattr(value, "shape"):
+            return int(value.data_ptr()), tuple(int(s) for s in value.shape)
+        iface = getattr(value, "__array_interface__", None)
+        if iface is not None:
+            return int(iface["data"][0]), tuple(int(s) for s in iface["shape"])
+    except (TypeError, ValueError, RuntimeError, KeyError):
+        return None
+    return None
 
 
 class EvidenceScope:
@@ -20,21 +57,51 @@ class EvidenceScope:
 
     Attributes:
         case_id: the sample id of the running ``camcheck_case`` item, if any.
-        items: one dict per assertion: ``{"kind": ..., "passed": bool, ...numbers}``.
+        items: one :class:`Evidence` per assertion, in order.
+        defaults: configured thresholds (``peak_tolerance``, ``min_energy``) that assertions
+            use when the test passes none.
+        run_method: the run's CAM method (messages name a map's method only when it differs).
     """
 
-    def __init__(self, case_id: str | None = None) -> None:
+    def __init__(
+        self,
+        case_id: str | None = None,
+        maps: Mapping[str, Any] | None = None,
+        *,
+        method: str | None = None,
+        target: int | None = None,
+        defaults: Mapping[str, Any] | None = None,
+        run_method: str | None = None,
+    ) -> None:
         self.case_id = case_id
-        self.items: list[dict[str, Any]] = []
+        self.items: list[Evidence] = []
+        self.defaults = dict(defaults or {})
+        self.run_method = run_method
+        self._maps: dict[tuple[int, tuple[int, ...]], MapSource] = {}
+        for layer, cam in (maps or {}).items():
+            key = _address(cam)
+            if key is not None and key[0]:
+                self._maps[key] = MapSource(str(layer), str(method or ""), target)
+
+    def source_of(self, cam: Any) -> MapSource | None:
+        """The provenance of ``cam`` when it is one of the case's maps (or a view of one)."""
+        key = _address(cam)
+        if key is None:
+            return None
+        if key in self._maps:
+            return self._maps[key]
+        if len(key[1]) == 3 and key[1][0] == 1:  # a (1, H, W) view of a map
+            return self._maps.get((key[0], key[1][1:]))
+        return None
 
 
 _SCOPE: ContextVar[EvidenceScope | None] = ContextVar("camcheck_evidence", default=None)
 
 
 @contextlib.contextmanager
-def collecting(case_id: str | None = None) -> Iterator[EvidenceScope]:
-    """Collect the evidence recorded inside the ``with`` block."""
-    scope = EvidenceScope(case_id)
+def collecting(case_id: str | None = None, **kwargs: Any) -> Iterator[EvidenceScope]:
+    """Collect the evidence recorded inside the ``with`` block (see :class:`EvidenceScope`)."""
+    scope = EvidenceScope(case_id, **kwargs)
     token = _SCOPE.set(scope)
     try:
         yield scope
@@ -42,14 +109,30 @@ def collecting(case_id: str | None = None) -> Iterator[EvidenceScope]:
         _SCOPE.reset(token)
 
 
-def record(kind: str, passed: bool, **data: Any) -> None:
-    """Record one assertion's outcome and numbers (no-op outside :func:`collecting`)."""
+def current_scope() -> EvidenceScope | None:
+    return _SCOPE.get()
+
+
+def record(item: Evidence) -> None:
+    """Record one assertion's evidence (no-op outside :func:`collecting`)."""
     scope = _SCOPE.get()
     if scope is not None:
-        scope.items.append({"kind": kind, "passed": bool(passed), **data})
+        scope.items.append(item)
 
 
 def current_case_id() -> str | None:
     """The sample id of the running per-sample test, if any (used in failure messages)."""
     scope = _SCOPE.get()
     return None if scope is None else scope.case_id
+
+
+def source_of(cam: Any) -> MapSource | None:
+    """The provenance of ``cam`` in the running camcheck test, if it is one of its maps."""
+    scope = _SCOPE.get()
+    return None if scope is None else scope.source_of(cam)
+
+
+def default(name: str) -> Any:
+    """A configured default threshold of the running camcheck test (None outside one)."""
+    scope = _SCOPE.get()
+    return None if scope is None else scope.defaults.get(name)

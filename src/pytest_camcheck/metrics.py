@@ -18,14 +18,15 @@ This module imports numpy only at import time (never torch); OpenCV is imported 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 
-from .regions import Box, Region
+# as_region lives in regions; it stays importable from here (assertions and users import it)
+from .regions import Box, Region, as_region
 
 __all__ = [
     "Peak",
@@ -98,70 +99,6 @@ def as_map(cam: Any) -> np.ndarray:
     if arr.size == 0:
         raise ValueError(f"a CAM must not be empty, got shape {tuple(arr.shape)}")
     return arr.astype(np.float64, copy=False)
-
-
-def _as_box(value: Any, name: str) -> Box:
-    values = [float(v) for v in value]
-    if len(values) != 4:
-        raise ValueError(
-            f"{name}: a box is 4 numbers (x0, y0, x1, y1) in pixels, got {len(values)} values"
-        )
-    try:
-        return Box(*values)
-    except ValueError as exc:
-        raise ValueError(f"{name}: {exc}") from None
-
-
-def as_region(region: Any, name: str = "region") -> Region:
-    """Coerce a region-like value into a :class:`Region`.
-
-    Args:
-        region: a :class:`Region` (returned as is), a :class:`Box`, a sequence
-            ``(x0, y0, x1, y1)`` in pixel coordinates, or a boolean ``(H, W)`` mask (numpy array or
-            torch tensor; an integer 0/1 mask is accepted too).
-        name: the name given to the region when ``region`` does not carry one.
-
-    Returns:
-        The region.
-
-    Raises:
-        TypeError: ``region`` is none of the accepted kinds.
-        ValueError: the box is malformed or the mask is not a 2-D 0/1 array.
-    """
-    if isinstance(region, Region):
-        return region
-    if isinstance(region, Box):
-        return Region(name, (region,))
-    if hasattr(region, "detach"):
-        region = np.asarray(region.detach().cpu())
-    if isinstance(region, np.ndarray):
-        if region.ndim == 1:
-            return Region(name, (_as_box(region.tolist(), name),))
-        if region.ndim != 2:
-            raise ValueError(
-                f"{name}: a mask must be a 2-D (H, W) array, got shape {tuple(region.shape)}"
-            )
-        if region.dtype != np.bool_:
-            if not np.issubdtype(region.dtype, np.number) or not np.isin(region, (0, 1)).all():
-                raise ValueError(
-                    f"{name}: a mask must be boolean (or 0/1), got dtype {region.dtype} with "
-                    "other values; threshold it first, e.g. mask > 0.5"
-                )
-        return Region(name, mask=region.astype(bool))
-    if isinstance(region, (str, bytes)) or not isinstance(region, Iterable):
-        raise TypeError(
-            f"{name}: expected a Region, a Box, (x0, y0, x1, y1) or a boolean (H, W) mask, "
-            f"got {type(region).__name__}"
-        )
-    try:
-        arr = np.asarray(list(region))
-    except ValueError:  # ragged nesting
-        arr = np.asarray(None)
-    if arr.ndim not in (1, 2) or arr.dtype == object:
-        raise TypeError(
-            f"{name}: expected (x0, y0, x1, y1) or a boolean (H, W) mask, got {region!r}"
-        )
-    return as_region(arr, name)
 
 
 def region_mask(region: Region, shape: tuple[int, int]) -> np.ndarray:
@@ -490,6 +427,10 @@ class RateResult:
         values: per-sample metric values (e.g. energy fractions; nan for degenerate maps).
         threshold: the per-sample threshold the outcomes were judged against, if any.
         missing: ids of the samples skipped because they lack the region.
+        layer: the layer whose maps were measured, when known.
+        method: the CAM method of those maps, when known.
+        metric: the name of the per-sample value (e.g. ``"energy_fraction"``).
+        threshold_name: what the per-sample threshold is called (e.g. ``"min_fraction"``).
     """
 
     name: str
@@ -504,6 +445,10 @@ class RateResult:
     values: tuple[float, ...] = ()
     threshold: float | None = None
     missing: tuple[str, ...] = ()
+    layer: str | None = None
+    method: str | None = None
+    metric: str | None = None
+    threshold_name: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict (nan becomes None)."""
@@ -520,6 +465,10 @@ class RateResult:
             "values": [_plain(v) for v in self.values],
             "threshold": _plain(self.threshold),
             "missing": list(self.missing),
+            "layer": self.layer,
+            "method": self.method,
+            "metric": self.metric,
+            "threshold_name": self.threshold_name,
         }
 
     def __str__(self) -> str:
@@ -541,6 +490,11 @@ def rate_result(
     threshold: float | None = None,
     missing: Sequence[str] = (),
     confidence: float = 0.95,
+    *,
+    layer: str | None = None,
+    method: str | None = None,
+    metric: str | None = None,
+    threshold_name: str | None = None,
 ) -> RateResult:
     """Build a :class:`RateResult` from per-sample outcomes.
 
@@ -553,6 +507,8 @@ def rate_result(
         threshold: the per-sample threshold, if any.
         missing: ids of the samples skipped because they lack the region.
         confidence: the confidence level of the intervals.
+        layer / method: the maps measured, when known (carried for messages and the report).
+        metric / threshold_name: the names of the per-sample value and of its threshold.
 
     Raises:
         ValueError: the sequences have different lengths.
@@ -590,6 +546,10 @@ def rate_result(
             values=tuple(vals[i] for i in idx) if vals else (),
             threshold=thr,
             missing=tuple(str(m) for m in missing) if top else (),
+            layer=layer,
+            method=method,
+            metric=metric,
+            threshold_name=threshold_name,
         )
 
     groups: dict[str, list[int]] = {}

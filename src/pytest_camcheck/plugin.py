@@ -30,6 +30,7 @@ CASE_KEY = pytest.StashKey["CamCase"]()
 SCOPE_KEY = pytest.StashKey[evidence.EvidenceScope]()
 CHECK_KEY = pytest.StashKey["CamCheck"]()
 PROBLEM_KEY = pytest.StashKey[str]()
+WANTED_KEY = pytest.StashKey[list[str]]()
 
 CASE_FIXTURE = "camcheck_case"
 
@@ -146,6 +147,7 @@ def _summary(config: pytest.Config, records: list[dict[str, Any]]) -> dict[str, 
     device = config.stash.get(DEVICE_KEY, None)
     return {
         "model": s.model or "(fixture)",
+        "model_kwargs": dict(s.model_kwargs),
         "weights": s.weights,
         "dataset": s.dataset or "(fixture)",
         "annotations": s.annotations,
@@ -154,6 +156,7 @@ def _summary(config: pytest.Config, records: list[dict[str, Any]]) -> dict[str, 
         "device": str(device[0]) if device else s.device,
         "target": s.target,
         "thresholds": {"peak_tolerance": s.peak_tolerance, "min_energy": s.min_energy},
+        "settings": {**s.as_dict(), "num_workers": s.workers},
         "versions": _versions(),
     }
 
@@ -220,6 +223,17 @@ def pytest_collection_modifyitems(config: pytest.Config) -> None:
     problem = config.stash.get(PROBLEM_KEY, None)
     if problem is not None:
         raise pytest.UsageError(f"camcheck: {problem}")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Remember which samples the selected per-sample items need (after -k, --lf, node ids),
+    so that only their batches are computed."""
+    wanted = []
+    for item in session.items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and CASE_FIXTURE in callspec.params:
+            wanted.append(str(callspec.params[CASE_FIXTURE]))
+    session.config.stash[WANTED_KEY] = wanted
 
 
 # ------------------------------------------------------------------------------------------
@@ -338,6 +352,7 @@ def camcheck_session(
     """
     from .cam.layers import resolve_layers
     from .session import CamCheck
+    from .store import BatchStore
 
     s = _settings(pytestconfig)
     if s.layer:
@@ -345,9 +360,20 @@ def camcheck_session(
             resolve_layers(camcheck_model, list(s.layer))
         except CamcheckError as exc:
             _config_error(f"camcheck_layer: {exc}")
-    return CamCheck(
-        camcheck_model, camcheck_dataset, s, camcheck_device, progress=_Progress(pytestconfig)
+    keep_images = bool(s.report) or bool(getattr(pytestconfig.option, "htmlpath", None))
+    store = BatchStore(
+        camcheck_model,
+        camcheck_dataset,
+        camcheck_device,
+        num_workers=s.workers,
+        progress=_Progress(pytestconfig),
+        keep_images=keep_images,
     )
+    if _worker_id(pytestconfig) is None:  # an xdist worker does not know its share in advance
+        wanted = pytestconfig.stash.get(WANTED_KEY, [])
+        index = {sid: i for i, sid in enumerate(camcheck_dataset.ids)}
+        store.want(index[w] for w in wanted if w in index)
+    return CamCheck(None, settings=s, store=store)
 
 
 def _marker_settings(item: pytest.Item) -> Settings:
@@ -397,13 +423,13 @@ def camcheck_case(request: pytest.FixtureRequest, camcheck_session: CamCheck) ->
     """
     check = camcheck_session.configured(_marker_settings(request.node))
     request.node.stash[CHECK_KEY] = check
+    problem = None
     try:
-        if _worker_id(request.config) is None:
-            # A plain run needs every sample: one batched pass, with progress when it is long.
-            check.compute_all()
         case = check.case(request.param)
     except CamcheckError as exc:
-        pytest.fail(f"camcheck: {exc}", pytrace=False)
+        problem = f"camcheck: {exc}"
+    if problem is not None:  # outside the except block: no chained traceback
+        pytest.fail(problem, pytrace=False)
     request.node.stash[CASE_KEY] = case
     return case
 
@@ -422,9 +448,110 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     if not _uses_camcheck(item):
         return (yield)
     case = item.stash.get(CASE_KEY, None)
-    with evidence.collecting(case.id if case is not None else None) as scope:
+    check = item.stash.get(CHECK_KEY, None)
+    settings = check.settings if check is not None else _settings(item.config)
+    with evidence.collecting(
+        case.id if case is not None else None,
+        maps=case.maps if case is not None else None,
+        method=settings.method,
+        target=case.target if case is not None else None,
+        defaults={"peak_tolerance": settings.peak_tolerance, "min_energy": settings.min_energy},
+        run_method=_settings(item.config).method,
+    ) as scope:
         item.stash[SCOPE_KEY] = scope
         return (yield)
+
+
+def _message(report: pytest.TestReport, call: pytest.CallInfo[None]) -> str | None:
+    from .report.records import failure_message
+
+    if call.excinfo is not None:
+        return failure_message(str(call.excinfo.value), call.excinfo.typename)
+    if report.failed and report.longreprtext:
+        return report.longreprtext.strip().splitlines()[-1]
+    return None
+
+
+def _case_record(
+    item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo[None], outcome: str
+) -> Any:
+    """The report record of a per-sample item, from plain values of its case and evidence."""
+    from . import metrics
+    from .report.records import CaseRecord
+
+    case: CamCase = item.stash[CASE_KEY]
+    check = item.stash.get(CHECK_KEY, None)
+    scope = item.stash.get(SCOPE_KEY, None)
+    found = tuple(scope.items) if scope is not None else ()
+    # the card draws the map its first failing assertion measured (else the test's layer)
+    failing = [e for e in found if not e.passed and e.layer in case.maps]
+    shown = failing[0] if failing else None
+    layer = shown.layer if shown is not None and shown.layer else case.layer
+    settings = check.settings if check is not None else _settings(item.config)
+    record = CaseRecord(
+        nodeid=item.nodeid,
+        case_id=case.id,
+        outcome=outcome,
+        message=_message(report, call),
+        evidence=found,
+        layer=layer,
+        method=case.method,
+        layers=tuple(case.layers),
+        target=case.target,
+        label=case.label,
+        class_name=case.class_name,
+        prediction=case.prediction,
+        prediction_name=case.prediction_name,
+        probability=case.probability,
+        path=case.path,
+        degenerate=bool(metrics.is_degenerate_map(case.maps[layer])),
+        settings={
+            k: v
+            for k, v in settings.as_dict().items()
+            if k in ("layer", "method", "target", "peak_tolerance", "min_energy")
+        },
+    )
+    render = settings.report_all or outcome in ("failed", "xfailed", "error")
+    if render:
+        from dataclasses import replace
+
+        from .report.render import render_case_images
+
+        if shown is not None and shown.peak is not None:
+            peak: tuple[int, int] | None = (shown.peak.row, shown.peak.col)
+        else:
+            p = case.peak(layer)
+            peak = None if p is None else (p.row, p.col)
+        images = render_case_images(
+            case.display_image(),
+            {k: v.detach().cpu().numpy() for k, v in case.maps.items()},
+            layer,
+            case.regions,
+            peak,
+        )
+        record = replace(record, images=images)
+    return record
+
+
+def _records(
+    item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo[None]
+) -> list[tuple[str, Any]]:
+    from .report.records import GateRecord, outcome_of
+
+    outcome = outcome_of(
+        report.when, report.passed, report.failed, report.skipped, hasattr(report, "wasxfail")
+    )
+    if CASE_KEY in item.stash:
+        return [("camcheck_case", _case_record(item, report, call, outcome))]
+    scope = item.stash.get(SCOPE_KEY, None)
+    if CHECK_KEY not in item.stash or scope is None:
+        return []
+    message = _message(report, call)
+    return [
+        ("camcheck_gate", GateRecord.from_evidence(item.nodeid, ev, outcome, message))
+        for ev in scope.items
+        if ev.check == "pass_rate"
+    ]
 
 
 @pytest.hookimpl(wrapper=True)
@@ -440,25 +567,16 @@ def pytest_runtest_makereport(
         return report
     if report.when == "call" or (report.when == "setup" and report.failed):
         try:
-            from .report_records import records_for
-
-            for name, record in records_for(item, report, call):
+            for name, record in _records(item, report, call):
                 if want_report:
-                    report.user_properties.append((name, record))
-                overlay = record.get("images", {}).get("overlay") if want_html else None
+                    report.user_properties.append((name, record.to_dict()))
+                overlay = (
+                    record.images.get("overlay") if want_html and name == "camcheck_case" else None
+                )
                 if overlay:
                     from .report.collector import attach_pytest_html
 
-                    attach_pytest_html(report, overlay, name=f"CAM overlay {record['case_id']}")
-        except Exception as exc:  # a report problem must not hide the test's own outcome
-            report.sections.append(("camcheck report", f"could not record this case: {exc!r}"))
-    return report
-    if report.when == "call" or (report.when == "setup" and report.failed):
-        try:
-            from .report_records import records_for
-
-            for name, record in records_for(item, report, call):
-                report.user_properties.append((name, record))
+                    attach_pytest_html(report, overlay, name=f"CAM overlay {record.case_id}")
         except Exception as exc:  # a report problem must not hide the test's own outcome
             report.sections.append(("camcheck report", f"could not record this case: {exc!r}"))
     return report

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Box", "Region", "Sample"]
+__all__ = ["REGION_KINDS", "Box", "Region", "Sample", "as_region"]
 
 
 @dataclass(frozen=True)
@@ -212,10 +212,152 @@ class Region:
         return f"Region({self.name!r}, boxes={list(self.boxes)}{mask})"
 
 
-def _as_region(name: str, value: Region | Box | Iterable[float]) -> Region:
-    if isinstance(value, Region):
+#: What :func:`as_region` accepts, for error messages.
+REGION_KINDS = (
+    "a Region, a Box, (x0, y0, x1, y1), a list of boxes (an (N, 4) array or a list of Box / "
+    "4-number sequences) or a 2-D (H, W) mask (boolean or 0/1)"
+)
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    """A torch tensor (anything with ``detach``) as a numpy array, without importing torch."""
+    tensor = value.detach().cpu()
+    try:
+        return np.asarray(tensor)
+    except TypeError:  # bfloat16 and other dtypes numpy does not know
+        return np.asarray(tensor.float())
+
+
+def _as_box(value: Any, name: str) -> Box:
+    """One box from a :class:`Box` or 4 numbers; errors name the region."""
+    if isinstance(value, Box):
         return value
-    return Region.from_box(name, value)
+    if hasattr(value, "detach"):
+        value = _to_numpy(value)
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise TypeError(
+            f"{name}: a box is a Box or 4 numbers (x0, y0, x1, y1) in pixels, "
+            f"got {type(value).__name__}"
+        )
+    try:
+        values = [float(v) for v in value]
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"{name}: a box is 4 numbers (x0, y0, x1, y1) in pixels, got {str(value)[:60]}"
+        ) from None
+    if len(values) != 4:
+        raise ValueError(
+            f"{name}: a box is 4 numbers (x0, y0, x1, y1) in pixels, got {len(values)} values"
+        )
+    try:
+        return Box(*values)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+
+
+def _boxes_region(name: str, items: Iterable[Any]) -> Region:
+    items = list(items)
+    if len(items) == 1:
+        return Region(name, (_as_box(items[0], name),))
+    return Region(name, tuple(_as_box(v, f"{name} (box {i})") for i, v in enumerate(items)))
+
+
+def _is_real(arr: np.ndarray) -> bool:
+    """Whether an array holds booleans or real numbers (not objects, strings, complex)."""
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        return False
+    return np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
+
+
+def _array_region(arr: np.ndarray, name: str, nonzero_masks: bool) -> Region:
+    if not _is_real(arr):
+        raise TypeError(
+            f"{name}: a box or mask holds real numbers or booleans, got an array of dtype "
+            f"{arr.dtype}; expected {REGION_KINDS}"
+        )
+    if arr.ndim == 1:
+        return Region(name, (_as_box(arr.tolist(), name),))
+    if arr.ndim != 2:
+        raise ValueError(
+            f"{name}: a mask must be a 2-D (H, W) array and a list of boxes an (N, 4) array, "
+            f"got shape {tuple(arr.shape)}"
+        )
+    if arr.dtype == np.bool_:
+        return Region(name, mask=arr.copy())
+    zero_one = bool(np.isin(arr, (0, 1)).all())
+    if arr.shape[1] == 4 and (nonzero_masks or not zero_one):
+        return _boxes_region(name, arr.tolist())
+    if nonzero_masks:
+        return Region(name, mask=arr != 0)
+    if not zero_one:
+        raise ValueError(
+            f"{name}: a mask must be boolean (or 0/1), got dtype {arr.dtype} with other values; "
+            "threshold it first, e.g. mask > 0.5"
+        )
+    return Region(name, mask=arr.astype(bool))
+
+
+def as_region(
+    value: Any, name: str = "region", *, rename: bool = False, nonzero_masks: bool = False
+) -> Region:
+    """Coerce a region-like value into a :class:`Region`.
+
+    Accepted values:
+
+    - a :class:`Region`: returned as it is (renamed to ``name`` when ``rename`` is True);
+    - a :class:`Box`, or 4 numbers ``(x0, y0, x1, y1)`` in pixel coordinates (a sequence, a
+      1-D numpy array or torch tensor): a region of one box;
+    - a list of boxes, each a :class:`Box` or 4 numbers, or an ``(N, 4)`` numeric array or
+      tensor: one region of ``N`` boxes;
+    - a 2-D ``(H, W)`` mask (numpy array, torch tensor or nested lists): boolean, or numeric
+      holding only 0 and 1 (with ``nonzero_masks``, any numbers: nonzero is the region).
+
+    A numeric 2-D array with 4 columns is a list of boxes, except when it holds only 0 and 1
+    and ``nonzero_masks`` is False: then it is a mask (as every 0/1 array is). Torch tensors are
+    recognised by their ``detach`` method, so this module never imports torch.
+
+    Args:
+        value: the region-like value.
+        name: the region's name when ``value`` carries none; named in every error message.
+        rename: give a :class:`Region` of another name the name ``name`` (a copy; the
+            original is unchanged).
+        nonzero_masks: read a numeric mask as "nonzero pixels are the region" instead of
+            refusing values other than 0 and 1 (e.g. 0/255 masks from image files).
+
+    Returns:
+        The region.
+
+    Raises:
+        TypeError: ``value`` is none of the accepted kinds (a string, a number, an object...).
+        ValueError: a box is not 4 numbers or is inverted or not finite, an array has neither
+            1 nor 2 dimensions, or a mask holds values other than 0 and 1.
+    """
+    if isinstance(value, Region):
+        if rename and value.name != name:
+            return Region(name, value.boxes, value.mask)
+        return value
+    if isinstance(value, Box):
+        return Region(name, (value,))
+    if hasattr(value, "detach"):
+        value = _to_numpy(value)
+    if isinstance(value, np.ndarray):
+        return _array_region(value, name, nonzero_masks)
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+        raise TypeError(f"{name}: expected {REGION_KINDS}, got {type(value).__name__}")
+    items = [_to_numpy(v) if hasattr(v, "detach") else v for v in value]
+    if any(isinstance(v, Box) for v in items):
+        return _boxes_region(name, items)
+    try:
+        arr = np.asarray(items)
+    except ValueError:  # ragged nesting
+        arr = None
+    if arr is None or not _is_real(arr):
+        if items and all(
+            isinstance(v, Iterable) and not isinstance(v, (str, bytes)) for v in items
+        ):
+            return _boxes_region(name, items)  # names the box that is not 4 numbers
+        raise TypeError(f"{name}: expected {REGION_KINDS}, got {str(value)[:60]}")
+    return _array_region(arr, name, nonzero_masks)
 
 
 @dataclass
@@ -227,7 +369,9 @@ class Sample:
         path: the image file, when there is one.
         label: the class index, when known.
         regions: region name -> :class:`Region`, in the coordinates of ``image`` (or of the
-            original file while ``image`` is not loaded).
+            original file while ``image`` is not loaded). A value may also be anything
+            :func:`as_region` accepts (a :class:`Box`, ``(x0, y0, x1, y1)``, a mask...); a
+            :class:`Region` keeps its own name. A list of regions is keyed by their names.
         image: the pixels, when already loaded (a PIL image or a ``(C, H, W)`` tensor).
         class_name: a readable name of the class, when known.
         meta: anything else worth showing in the report.
@@ -243,7 +387,7 @@ class Sample:
 
     def __post_init__(self) -> None:
         if isinstance(self.regions, Mapping):
-            self.regions = {k: _as_region(k, v) for k, v in self.regions.items()}
+            self.regions = {k: as_region(v, k) for k, v in self.regions.items()}
         else:
             regs = list(self.regions)
             self.regions = {r.name: r for r in regs}

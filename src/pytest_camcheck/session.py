@@ -1,39 +1,28 @@
-"""The session object behind the ``camcheck`` fixture: maps for a whole dataset, computed in
-batches once per (layers, method, target) and served per sample.
+"""What the fixtures hand to tests: :class:`CamCheck` (the dataset and its dataset-level
+rates, under one set of settings) and :class:`CamCase` (one sample and its maps).
 
-Maps are kept at the layer's resolution (raw) and upsampled on demand, so memory stays small
-even for large datasets; images are re-read from the dataset only when a case needs them.
+The maps come from a :class:`~pytest_camcheck.store.BatchStore`, shared by every view of the
+session: markers that change the layer, method or target get a view over the same store.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from . import metrics
-from .cam.engine import compute_cams, postprocess
 from .errors import ConfigError, DataError
 from .regions import Region, Sample
 from .settings import Settings
+from .store import Batch, BatchStore, MapConfig
 
 __all__ = ["CamCase", "CamCheck"]
 
 Progress = Callable[[int, int, float], None]
-
-
-@dataclass
-class _Batch:
-    layers: tuple[str, ...]
-    raw: dict[str, Tensor]  # layer -> (b, h, w) float32 CPU
-    degenerate: dict[str, Tensor]  # layer -> (b,) bool
-    logits: Tensor  # (b, K) float32 CPU
-    targets: Tensor  # (b,) int64
-    size: tuple[int, int]
 
 
 @dataclass
@@ -54,6 +43,8 @@ class CamCase:
         layer: the configured (first) layer; ``map`` is ``maps[layer]``.
         degenerate: whether the configured layer's map is degenerate.
         method: the CAM method.
+        peak_tolerance / min_energy: the configured thresholds for this test (markers applied);
+            the assertions use them when a test passes none.
     """
 
     id: str
@@ -71,6 +62,8 @@ class CamCase:
     layer: str
     degenerate: bool
     method: str
+    peak_tolerance: float = 0.0
+    min_energy: float = 0.5
     _loader: Callable[[], Sample] | None = field(default=None, repr=False)
     _display: Callable[[], Any] | None = field(default=None, repr=False)
 
@@ -115,7 +108,10 @@ class CamCase:
 
 
 class CamCheck:
-    """The dataset and its CAMs, computed in batches once per session (the ``camcheck`` fixture).
+    """The dataset and its CAMs under one set of settings (the ``camcheck`` fixture).
+
+    Maps come from a :class:`~pytest_camcheck.store.BatchStore` shared by every view
+    (:meth:`configured`, :meth:`with_options`): a batch is computed once per map configuration.
 
     Example:
         >>> def test_pointing_game(camcheck):  # doctest: +SKIP
@@ -124,46 +120,68 @@ class CamCheck:
 
     def __init__(
         self,
-        model: torch.nn.Module,
-        dataset: Any,
-        settings: Settings,
+        model: torch.nn.Module | None,
+        dataset: Any = None,
+        settings: Settings | None = None,
         device: torch.device | str = "cpu",
         progress: Progress | None = None,
         *,
-        _shared: dict[str, Any] | None = None,
+        store: BatchStore | None = None,
+        run_settings: Settings | None = None,
     ) -> None:
-        self.model = model
-        self.dataset = dataset
-        self.settings = settings
-        self.device = torch.device(device)
-        self.progress = progress
-        self._shared = _shared if _shared is not None else {"batches": {}, "samples": {}}
+        self.settings = settings if settings is not None else Settings()
+        if store is None:
+            if model is None or dataset is None:
+                raise ConfigError("CamCheck needs a model and a dataset (or a store)")
+            store = BatchStore(
+                model, dataset, device, num_workers=self.settings.workers, progress=progress
+            )
+        self.store = store
+        self.run_settings = run_settings if run_settings is not None else self.settings
 
-    # -- configuration ---------------------------------------------------------------------
+    # -- configuration -----------------------------------------------------------------------
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.store.model
+
+    @property
+    def dataset(self) -> Any:
+        return self.store.dataset
+
+    @property
+    def device(self) -> torch.device:
+        return self.store.device
+
+    @property
+    def progress(self) -> Progress | None:
+        return self.store.progress
+
+    @progress.setter
+    def progress(self, value: Progress | None) -> None:
+        self.store.progress = value
+
+    @property
+    def config(self) -> MapConfig:
+        """The map configuration of these settings (the store's key)."""
+        return MapConfig.from_settings(self.settings)
+
     def configured(self, settings: Settings) -> CamCheck:
-        """A view with other settings (marker overrides) sharing this one's caches."""
+        """A view with other settings (marker overrides) over the same store."""
         if settings == self.settings:
             return self
-        return CamCheck(
-            self.model, self.dataset, settings, self.device, self.progress, _shared=self._shared
-        )
+        return CamCheck(None, settings=settings, store=self.store, run_settings=self.run_settings)
 
     def with_options(self, **overrides: Any) -> CamCheck:
         """A view with ``layer``/``method``/``target``/thresholds overridden (as the marker)."""
         return self.configured(self.settings.with_marker(overrides))
 
-    @property
-    def _key(self) -> tuple[Any, ...]:
-        s = self.settings
-        return (s.layer, s.method, s.target, s.amp)
-
-    # -- dataset access ----------------------------------------------------------------------
+    # -- dataset access ------------------------------------------------------------------------
     @property
     def ids(self) -> list[str]:
-        return list(self.dataset.ids)
+        return self.store.ids
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return len(self.store)
 
     @property
     def class_names(self) -> list[str] | None:
@@ -176,119 +194,25 @@ class CamCheck:
         return str(names[k])
 
     def index_of(self, sample: str | int) -> int:
-        if isinstance(sample, int):
-            if not 0 <= sample < len(self):
-                raise DataError(f"sample index {sample} out of range (dataset has {len(self)})")
-            return sample
-        index = self._shared.get("index")
-        if index is None:
-            index = self._shared["index"] = {sid: i for i, sid in enumerate(self.dataset.ids)}
-        try:
-            return index[sample]
-        except KeyError:
-            raise DataError(f"no sample with id {sample!r} in the dataset") from None
+        return self.store.index_of(sample)
 
-    def _sample_meta(self, i: int) -> Sample:
-        meta = self._shared["samples"].get(i)
-        if meta is None:
-            s = self.dataset[i]
-            meta = replace(s, image=None)
-            self._shared["samples"][i] = meta
-        return meta
+    @property
+    def layers(self) -> tuple[str, ...] | None:
+        """The layers these settings explain (None until auto-detection has run)."""
+        return self.store.layers_of(self.config)
 
-    # -- computing -------------------------------------------------------------------------
-    def _batch_of(self, i: int) -> tuple[int, _Batch]:
-        bs = self.settings.batch_size
-        b = i // bs
-        cache: dict[Any, _Batch] = self._shared["batches"]
-        key = (*self._key, bs, b)
-        batch = cache.get(key)
-        if batch is None:
-            batch = self._compute(range(b * bs, min((b + 1) * bs, len(self))))
-            cache[key] = batch
-        return i - b * bs, batch
-
-    def _compute(self, indices: Sequence[int]) -> _Batch:
-        s = self.settings
-        samples = []
-        images = []
-        for i in indices:
-            sample = self.dataset[i]
-            if not isinstance(sample.image, Tensor):
-                raise DataError(f"sample {sample.id!r}: the dataset gave no image tensor")
-            images.append(sample.image)
-            samples.append(sample)
-            self._shared["samples"][i] = replace(sample, image=None)
-        shapes = {tuple(im.shape) for im in images}
-        if len(shapes) > 1:
-            first = {tuple(im.shape): smp.id for im, smp in zip(images, samples)}
-            detail = "; ".join(f"{sid}: {shape}" for shape, sid in list(first.items())[:3])
-            raise DataError(
-                f"images have different sizes after the transform ({detail}); use a transform "
-                "that outputs one size (e.g. the default with camcheck_image_size)"
-            )
-        x = torch.stack(images)
-        labels = [smp.label for smp in samples]
-        targets: Any = None
-        if s.target == "label":
-            if all(isinstance(lbl, int) for lbl in labels):
-                targets = list(labels)
-            else:  # unlabelled samples explain their prediction
-                with torch.no_grad():
-                    pred = self._predict(x)
-                targets = [lbl if isinstance(lbl, int) else int(p) for lbl, p in zip(labels, pred)]
-        layers = list(s.layer) if s.layer else None
-        result = compute_cams(
-            self.model,
-            x,
-            layers=layers,
-            method=s.method,
-            targets=targets,
-            batch_size=None,
-            amp=s.amp,
-        )
-        return _Batch(
-            layers=result.layers,
-            raw={k: v.detach().cpu() for k, v in result.raw.items()},
-            degenerate={k: v.detach().cpu() for k, v in result.degenerate.items()},
-            logits=result.logits.detach().cpu(),
-            targets=result.targets.detach().cpu(),
-            size=(int(x.shape[-2]), int(x.shape[-1])),
-        )
-
-    def _predict(self, x: Tensor) -> Tensor:
-        from .cam.engine import _model_device_dtype, _select_output
-
-        device, dtype = _model_device_dtype(self.model)
-        out = _select_output(self.model(x.to(device=device, dtype=dtype)), None)
-        return out.argmax(dim=1).cpu()
-
+    # -- computing -----------------------------------------------------------------------------
     def compute_all(self) -> None:
         """Compute every batch not computed yet (progress reported when it takes a while)."""
-        bs = self.settings.batch_size
-        n = len(self)
-        if n == 0:
-            raise DataError("the dataset is empty: no sample to explain")
-        complete: set[Any] = self._shared.setdefault("complete", set())
-        key = (*self._key, bs)
-        if key in complete:  # the common case: every item after the first
-            return
-        cache = self._shared["batches"]
-        start = time.perf_counter()
-        for b in range(0, n, bs):
-            if (*key, b // bs) in cache:
-                continue
-            self._batch_of(b)
-            if self.progress is not None:
-                self.progress(min(b + bs, n), n, time.perf_counter() - start)
-        complete.add(key)
+        self.store.ensure(self.config)
 
-    # -- cases ------------------------------------------------------------------------------
-    def _case_from(self, i: int, j: int, batch: _Batch, maps: dict[str, Tensor]) -> CamCase:
-        meta = self._sample_meta(i)
-        probs = torch.softmax(batch.logits[j], dim=0)
+    def _case_from(self, i: int, batch: Batch, row: int, maps: dict[str, Tensor]) -> CamCase:
+        meta = self.store.meta(i)
+        probs = torch.softmax(batch.logits[row].float(), dim=0)
         pred = int(probs.argmax())
-        layer = batch.layers[0]
+        want = self.config.layers or batch.layers
+        layer = want[0]
+        s = self.settings
         return CamCase(
             id=meta.id,
             index=i,
@@ -298,86 +222,118 @@ class CamCheck:
             prediction=pred,
             prediction_name=self._class_name(pred),
             probability=float(probs[pred]),
-            target=int(batch.targets[j]),
+            target=int(batch.targets[row]),
             regions=dict(meta.regions),
-            maps=maps,
-            raw={k: v[j] for k, v in batch.raw.items()},
+            maps={k: maps[k][row] for k in want},
+            raw={k: batch.raw[k][row] for k in want},
             layer=layer,
-            degenerate=bool(batch.degenerate[layer][j]),
-            method=self.settings.method,
+            degenerate=bool(batch.degenerate[layer][row]),
+            method=s.method,
+            peak_tolerance=s.peak_tolerance,
+            min_energy=s.min_energy,
             _loader=lambda i=i: self.dataset[i],
-            _display=(lambda i=i: self.dataset.display_image(i))
-            if hasattr(self.dataset, "display_image")
-            else None,
+            _display=lambda i=i: self.store.display_image(i),
         )
 
     def case(self, sample: str | int) -> CamCase:
-        """The :class:`CamCase` of one sample (computing its batch if needed)."""
-        i = self.index_of(sample)
-        j, batch = self._batch_of(i)
-        maps = {k: v[j].clone() for k, v in self._display_maps(batch).items()}
-        return self._case_from(i, j, batch, maps)
+        """The :class:`CamCase` of one sample (computing its batch if needed).
 
-    def _display_maps(self, batch: _Batch) -> dict[str, Tensor]:
-        """The batch's display maps, upsampled once for the whole batch and kept while its
-        items run (items run in dataset order, so a couple of batches suffice)."""
-        recent: list[tuple[_Batch, dict[str, Tensor]]] = self._shared.setdefault("display", [])
-        for held, maps in recent:
-            if held is batch:
-                return maps
-        maps = {k: postprocess(batch.raw[k], batch.size)[0] for k in batch.layers}
-        recent.append((batch, maps))
-        del recent[:-2]
-        return maps
+        Raises:
+            CamcheckError: the sample could not be loaded, or its batch could not be computed
+                (the error kept from that computation).
+        """
+        i = self.index_of(sample)
+        config = self.config
+        batch, row = self.store.entry(config, i)
+        return self._case_from(i, batch, row, self.store.display_maps(config, batch))
+
+    def _each(self) -> Iterator[tuple[int, CamCase | None, str | None]]:
+        """Every sample in dataset order: its case, or the error that kept it from one."""
+        config = self.config
+        self.store.ensure(config)
+        bs, n = config.batch_size, len(self)
+        for number in range(0, (n + bs - 1) // bs):
+            got = self.store.batch(config, number)
+            indices = range(number * bs, min((number + 1) * bs, n))
+            if not isinstance(got, Batch):
+                for i in indices:
+                    yield i, None, str(got)
+                continue
+            maps = self.store.display_maps(config, got) if got.indices else {}
+            for i in indices:
+                if i in got.errors:
+                    yield i, None, got.errors[i]
+                else:
+                    yield i, self._case_from(i, got, got.row[i], maps), None
 
     def cases(self) -> Iterator[CamCase]:
-        """Every case, in dataset order (maps upsampled a batch at a time)."""
-        self.compute_all()
-        bs = self.settings.batch_size
-        for b in range(0, len(self), bs):
-            _, batch = self._batch_of(b)
-            up = self._display_maps(batch)
-            for j in range(batch.targets.shape[0]):
-                yield self._case_from(b + j, j, batch, {k: v[j] for k, v in up.items()})
+        """Every case that could be computed, in dataset order."""
+        for _, case, _ in self._each():
+            if case is not None:
+                yield case
 
     # -- dataset-level metrics -----------------------------------------------------------------
+    def _title(self, what: str, layer: str) -> str:
+        """``"pointing_game[head, tol=15] @ layer4"`` (+ the method when not the run's)."""
+        method = self.settings.method
+        extra = f" ({method})" if method != self.run_settings.method else ""
+        return f"{what} @ {layer}{extra}"
+
     def _rate(
         self,
-        name: str,
+        what: str,
         region: str,
         measure: Callable[[CamCase, Region], tuple[bool, float | None]],
         threshold: float | None,
         layer: str | None,
+        *,
+        metric: str | None = None,
+        threshold_name: str | None = None,
     ) -> metrics.RateResult:
+        view = self if layer is None else self.with_options(layer=layer)
         outcomes: list[bool] = []
         ids: list[str] = []
         classes: list[str | None] = []
-        values: list[float] = []
+        values: list[float | None] = []
         missing: list[str] = []
-        for case in self.cases():
+        errors: list[str] = []
+        for i, case, error in view._each():
+            if case is None:  # a sample that could not be computed fails the gate
+                meta = view.store.known_meta(i)
+                ids.append(meta.id if meta is not None else view.ids[i])
+                outcomes.append(False)
+                classes.append(None if meta is None else meta.class_name)
+                values.append(None)
+                errors.append(str(error))
+                continue
             reg = case.regions.get(region)
             if reg is None:
                 missing.append(case.id)
                 continue
-            if layer is not None:
-                if layer not in case.maps:
-                    raise ConfigError(
-                        f"layer {layer!r} was not computed; computed: {', '.join(case.maps)}"
-                    )
-                case = replace(case, layer=layer)
             ok, value = measure(case, reg)
             outcomes.append(bool(ok))
             ids.append(case.id)
             classes.append(case.class_name or (None if case.label is None else str(case.label)))
-            if value is not None:
-                values.append(float(value))
+            values.append(value)
         if not outcomes:
             raise DataError(
                 f"no sample has a region named {region!r} ({len(missing)} samples checked); "
                 "check the annotations and the region name"
             )
+        has_values = any(v is not None for v in values)
+        used = view.layers or ("?",)
         return metrics.rate_result(
-            name, outcomes, ids, classes, values=values, threshold=threshold, missing=missing
+            view._title(what, used[0]),
+            outcomes,
+            ids,
+            classes,
+            values=[float("nan") if v is None else v for v in values] if has_values else None,
+            threshold=threshold,
+            missing=missing,
+            layer=used[0],
+            method=view.settings.method,
+            metric=metric,
+            threshold_name=threshold_name,
         )
 
     def pointing_game(
@@ -389,7 +345,15 @@ class CamCheck:
         def measure(case: CamCase, reg: Region) -> tuple[bool, float | None]:
             return metrics.pointing_hit(case.map, reg, tolerance=tol), None
 
-        return self._rate(f"pointing_game[{region}, tol={tol:g}]", region, measure, tol, layer)
+        return self._rate(
+            f"pointing_game[{region}, tol={tol:g}]",
+            region,
+            measure,
+            tol,
+            layer,
+            metric="peak_hit",
+            threshold_name="tolerance",
+        )
 
     def energy_in_region(
         self, region: str, min_fraction: float | None = None, *, layer: str | None = None
@@ -401,7 +365,15 @@ class CamCheck:
             f = metrics.energy_fraction(case.map, reg)
             return (f == f and f >= thr), (f if f == f else 0.0)
 
-        return self._rate(f"energy_in_region[{region}, min={thr:g}]", region, measure, thr, layer)
+        return self._rate(
+            f"energy_in_region[{region}, min={thr:g}]",
+            region,
+            measure,
+            thr,
+            layer,
+            metric="energy_fraction",
+            threshold_name="min_fraction",
+        )
 
     def energy_outside_region(
         self, region: str, max_fraction: float, *, layer: str | None = None
@@ -414,7 +386,13 @@ class CamCheck:
             return (f == f and f <= thr), (f if f == f else 1.0)
 
         return self._rate(
-            f"energy_outside_region[{region}, max={thr:g}]", region, measure, thr, layer
+            f"energy_outside_region[{region}, max={thr:g}]",
+            region,
+            measure,
+            thr,
+            layer,
+            metric="energy_fraction",
+            threshold_name="max_fraction",
         )
 
     def localization(
@@ -432,5 +410,11 @@ class CamCheck:
             return iou >= min_iou, iou
 
         return self._rate(
-            f"localization[{region}, iou>={min_iou:g}]", region, measure, min_iou, layer
+            f"localization[{region}, iou>={min_iou:g}]",
+            region,
+            measure,
+            min_iou,
+            layer,
+            metric="iou",
+            threshold_name="min_iou",
         )

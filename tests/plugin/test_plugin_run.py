@@ -41,8 +41,8 @@ def test_watermark_model_fails_with_numbers(camcheck_project):
     result.assert_outcomes(passed=6, failed=6)
     result.stdout.fnmatch_lines(
         [
-            "*CamAssertionError: sample red/red_00: CAM peak*region 'object'*",
-            "*sample red/red_00:*energy*object*",
+            "*CamAssertionError: sample red/red_00, layer features: CAM peak*region 'object'*",
+            "*sample red/red_00, layer features:*energy*object*",
         ]
     )
 
@@ -134,7 +134,7 @@ import json
 
 
 def test_case(camcheck_case, camcheck_session, request):
-    computed = sorted(key[-1] for key in camcheck_session._shared["batches"])
+    computed = camcheck_session.store.computed(camcheck_session.config)
     wid = getattr(request.config, "workerinput", {}).get("workerid", "main")
     with open(f"batches-{wid}-{camcheck_case.index}.json", "w") as f:
         json.dump({"index": camcheck_case.index, "batches": computed}, f)

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pytest_camcheck.data.annotations import ImageAnnotation, detect_format, read_annotations
-from pytest_camcheck.data.coco import rasterise_polygons, read_coco
-from pytest_camcheck.data.csvfile import read_csv
+from pytest_camcheck.data.annotations import ImageAnnotation
 from pytest_camcheck.data.images import ImageIndex
-from pytest_camcheck.data.masks import read_masks
-from pytest_camcheck.data.voc import read_voc
+from pytest_camcheck.data.readers import detect_format, read_annotations
+from pytest_camcheck.data.readers.coco import rasterise_polygons, read_coco
+from pytest_camcheck.data.readers.csvfile import read_csv
+from pytest_camcheck.data.readers.masks import read_masks
+from pytest_camcheck.data.readers.voc import read_voc
 from pytest_camcheck.errors import DataError
 from pytest_camcheck.regions import Box
 
@@ -100,7 +101,7 @@ def test_voc_reads_boxes_parts_and_merges_same_name(tmp_path: Path):
 
 def test_voc_box_covers_exactly_the_annotated_pixels():
     # VOC xmin=3..xmax=5 (1-based) are 0-based columns 2, 3, 4
-    from pytest_camcheck.data.voc import voc_box
+    from pytest_camcheck.data.readers.voc import voc_box
 
     mask = voc_box(3, 1, 5, 2).mask(4, 8)
     assert np.flatnonzero(mask.any(axis=0)).tolist() == [2, 3, 4]
@@ -441,3 +442,102 @@ def test_read_annotations_merges_several_sources(tmp_path: Path):
     assert regions["cat"].boxes == (Box(0, 0, 4, 4), Box(5, 5, 6, 6))
     assert regions["foreground"].mask.sum() == 100
     assert len(ann.sources) == 3
+
+
+# ---------------------------------------------------------------------------- the registry
+
+
+@pytest.fixture
+def txt_format():
+    """A throw-away ``txt`` format (``image x0 y0 x1 y1`` per line), unregistered afterwards."""
+    from pytest_camcheck.data.readers import READERS, register_reader
+    from pytest_camcheck.regions import Region
+
+    def read_txt(path: Path, images: ImageIndex) -> dict[str, ImageAnnotation]:
+        found: dict[str, ImageAnnotation] = {}
+        for line in path.read_text().splitlines():
+            name, *coords = line.split()
+            rel = images.resolve(name, str(path), by_stem=False)
+            box = Box(*(float(c) for c in coords))
+            found.setdefault(rel, ImageAnnotation()).add_region(Region("thing", (box,)))
+        return found
+
+    reader = register_reader(
+        "TXT",
+        read_txt,
+        detect=lambda p: p.is_file() and p.suffix == ".txt",
+        description="a *.txt file of boxes",
+    )
+    yield reader
+    READERS.pop("txt", None)
+
+
+def test_builtin_readers_are_registered_in_detection_order():
+    from pytest_camcheck.data.readers import READERS, Reader
+
+    assert list(READERS)[:4] == ["voc", "coco", "csv", "masks"]
+    for name, reader in list(READERS.items())[:4]:
+        assert isinstance(reader, Reader)
+        assert reader.name == name and reader.description
+    assert READERS["coco"].read is read_coco
+    with pytest.raises(AttributeError):
+        READERS["coco"].name = "json"  # type: ignore[misc]
+
+
+def test_a_registered_reader_is_detected_and_read(tmp_path: Path, txt_format):
+    from pytest_camcheck.data.readers import READERS
+
+    assert txt_format.name == "txt"  # names are lower-cased
+    assert READERS["txt"] is txt_format
+    (tmp_path / "a.txt").write_text("cat_001.jpg 1 2 3 4\n")
+    assert detect_format(tmp_path / "a.txt") == "txt"
+    found = read_annotations(tmp_path / "a.txt", IMAGES)
+    assert found["cat/cat_001.jpg"].regions[0].boxes == (Box(1, 2, 3, 4),)
+    (tmp_path / "a.bin").write_text("")
+    with pytest.raises(DataError, match=r"supported: .*masks: .*; txt: a \*.txt file of boxes"):
+        detect_format(tmp_path / "a.bin")
+
+
+def test_register_reader_refuses_duplicates_and_empty_names(txt_format):
+    from pytest_camcheck.data.readers import READERS, register_reader
+
+    with pytest.raises(ValueError, match="'txt' is already registered"):
+        register_reader("txt", txt_format.read, detect=txt_format.detect, description="again")
+    again = register_reader(
+        "txt", txt_format.read, detect=txt_format.detect, description="again", replace=True
+    )
+    assert READERS["txt"] is again and again.description == "again"
+    with pytest.raises(ValueError, match="needs a name"):
+        register_reader(" ", txt_format.read, detect=txt_format.detect, description="")
+
+
+def test_a_path_two_formats_claim_is_refused(tmp_path: Path):
+    from pytest_camcheck.data.readers import READERS, register_reader
+
+    register_reader("json2", read_coco, detect=lambda p: p.suffix == ".json", description="x")
+    try:
+        (tmp_path / "a.json").write_text("{}")
+        with pytest.raises(DataError, match=r"matches several formats \(coco, json2\)"):
+            detect_format(tmp_path / "a.json")
+    finally:
+        READERS.pop("json2")
+
+
+def test_the_data_package_re_exports_the_readers():
+    import pytest_camcheck.data as data
+    from pytest_camcheck.data import readers
+
+    for name in (
+        "read_voc",
+        "read_coco",
+        "read_csv",
+        "read_masks",
+        "read_annotations",
+        "detect_format",
+        "register_reader",
+        "READERS",
+        "Reader",
+    ):
+        assert getattr(data, name) is getattr(readers, name), name
+    assert data.ImageAnnotation is ImageAnnotation
+    assert data.MaskFile.__module__ == "pytest_camcheck.data.annotations"

@@ -31,7 +31,19 @@ def heavy_after(code: str) -> list[str]:
 
 @pytest.mark.parametrize(
     "module",
-    ["pytest_camcheck", "pytest_camcheck.plugin", "pytest_camcheck.errors", "pytest_camcheck.zoo"],
+    [
+        "pytest_camcheck",
+        "pytest_camcheck.plugin",
+        "pytest_camcheck.errors",
+        "pytest_camcheck.zoo",
+        "pytest_camcheck.constants",
+        "pytest_camcheck.settings",
+        "pytest_camcheck.regions",
+        "pytest_camcheck.metrics",
+        "pytest_camcheck.cam",
+        "pytest_camcheck.cam.names",
+        "pytest_camcheck.data.readers",
+    ],
 )
 def test_import_does_not_pull_heavy_libraries(module: str) -> None:
     assert heavy_after(f"import {module}") == []
@@ -44,3 +56,9 @@ def test_public_names_are_listed_without_importing_them() -> None:
 def test_the_detector_sees_a_lazy_import() -> None:
     # Proves the check above can fail: touching an engine name does import torch.
     assert "torch" in heavy_after("import pytest_camcheck; pytest_camcheck.compute_cams")
+
+
+def test_the_cam_package_lists_its_names_without_importing_them() -> None:
+    code = "import pytest_camcheck.cam as c; assert 'select_output' in dir(c)"
+    assert heavy_after(code) == []
+    assert "torch" in heavy_after("import pytest_camcheck.cam as c; c.model_device_dtype")

@@ -56,6 +56,7 @@ class SpotData:
 def make(n: int = 10, batch: int = 4, **kw) -> tuple[CamCheck, SpotNet, SpotData]:
     net, data = SpotNet(), SpotData(n)
     kw.setdefault("layer", ("features",))  # no auto-detection probe: count forwards exactly
+    kw.setdefault("num_workers", 0)
     return CamCheck(net, data, Settings(batch_size=batch, **kw), "cpu"), net, data
 
 
@@ -63,7 +64,7 @@ def test_a_case_computes_only_its_own_batch() -> None:
     check, net, _ = make()
     case = check.case("img/005")
     assert case.index == 5 and case.id == "img/005"
-    assert [k[-1] for k in check._shared["batches"]] == [1]  # batch 1 holds samples 4..7
+    assert check.store.computed(check.config) == [1]  # batch 1 holds samples 4..7
     assert net.forwards == 1
     check.case(6)
     assert net.forwards == 1  # served from the cache
@@ -128,7 +129,7 @@ def test_marker_view_shares_caches_but_not_maps() -> None:
     check, net, _ = make(n=4, batch=4)
     a = check.case(0).map
     other = check.with_options(method="hirescam")
-    assert other._shared is check._shared
+    assert other.store is check.store
     b = other.case(0).map
     assert net.forwards == 2  # a second configuration is a second batched pass
     assert a.shape == b.shape

@@ -18,12 +18,12 @@ from ..errors import CamAssertionError, EngineError
 from .engine import (
     OutputSelector,
     TargetSpec,
-    _as_batch,
-    _frozen_model,
-    _model_device_dtype,
-    _select_output,
+    as_batch,
     compute_cams,
+    frozen_model,
+    model_device_dtype,
     normalise_maps,
+    select_output,
 )
 from .layers import LayerSpec
 
@@ -99,13 +99,13 @@ def crosscheck_captum(
     )
     name = ours.layers[0]
     module = dict(model.named_modules())[name]
-    device, dtype = _model_device_dtype(model)
-    x = _as_batch(images).detach().to(device=device, dtype=dtype)
+    device, dtype = model_device_dtype(model)
+    x = as_batch(images).detach().to(device=device, dtype=dtype)
 
     def forward(inp: Tensor) -> Tensor:
-        return _select_output(model(inp), output)
+        return select_output(model(inp), output)
 
-    with _frozen_model(model, freeze_params=False):
+    with frozen_model(model, freeze_params=False):
         torch.set_grad_enabled(True)
         attr: Any = LayerGradCam(forward, module).attribute(
             x, target=ours.targets.tolist(), relu_attributions=False

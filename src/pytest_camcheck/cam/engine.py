@@ -24,7 +24,18 @@ from .layers import LayerSpec, auto_layer, first_tensor, resolve_layers
 from .methods import CamMethod, MethodInput, get_method
 from .reshape import Reshape, resolve_reshape
 
-__all__ = ["CamResult", "compute_cams", "normalise_maps", "postprocess"]
+__all__ = [
+    "CamResult",
+    "OutputSelector",
+    "TargetSpec",
+    "as_batch",
+    "compute_cams",
+    "frozen_model",
+    "model_device_dtype",
+    "normalise_maps",
+    "postprocess",
+    "select_output",
+]
 
 log = logging.getLogger("pytest_camcheck")
 
@@ -138,7 +149,18 @@ def postprocess(raw: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
 # helpers
 
 
-def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+def model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    """The device and dtype inputs of ``model`` should have.
+
+    Those of its first parameter, else of its first floating-point buffer, else CPU float32
+    (a model without parameters or floating-point buffers).
+
+    Args:
+        model: the model.
+
+    Returns:
+        ``(device, dtype)``.
+    """
     for t in model.parameters():
         return t.device, t.dtype
     for t in model.buffers():
@@ -147,7 +169,22 @@ def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     return torch.device("cpu"), torch.float32
 
 
-def _as_batch(images: Any) -> Tensor:
+def as_batch(images: Any) -> Tensor:
+    """``images`` as one floating-point ``(B, C, H, W)`` batch.
+
+    Args:
+        images: a ``(B, C, H, W)`` or ``(C, H, W)`` tensor, or a non-empty list or tuple of
+            ``(C, H, W)`` tensors (or arrays) of one size, which are stacked.
+
+    Returns:
+        The batch, on the input's device: a 4-D tensor is returned as it is, a 3-D one as a
+        view with a batch axis added.
+
+    Raises:
+        EngineError: empty input, images of different sizes, a shape other than
+            ``(B, C, H, W)`` / ``(C, H, W)``, or an integer dtype (the message says how to
+            convert it).
+    """
     if isinstance(images, (list, tuple)):
         if not images:
             raise EngineError("images is empty: pass a (B, C, H, W) tensor with B >= 1")
@@ -172,7 +209,21 @@ def _as_batch(images: Any) -> Tensor:
     return images
 
 
-def _select_output(out: Any, output: OutputSelector) -> Tensor:
+def select_output(out: Any, output: OutputSelector) -> Tensor:
+    """The logits tensor in a model's output.
+
+    Args:
+        out: what the model's forward returned (a tensor, a tuple, a dict, a dataclass...).
+        output: how to pick the logits: None for the first tensor found in ``out``, an index
+            or a key into ``out``, or a callable ``out -> Tensor``.
+
+    Returns:
+        The selected tensor; ``(B, K, 1, 1, ...)`` is flattened to ``(B, K)``.
+
+    Raises:
+        EngineError: ``output`` selects nothing in ``out``, or selects no tensor (the message
+            lists the available keys or says to pass ``output=``).
+    """
     if callable(output):
         t = output(out)
     elif output is None:
@@ -254,8 +305,17 @@ def _amp_context(amp: bool | torch.dtype | None, device: torch.device):
 
 
 @contextlib.contextmanager
-def _frozen_model(model: nn.Module, freeze_params: bool) -> Iterator[None]:
-    """eval() and (optionally) requires_grad=False for the call; everything restored after."""
+def frozen_model(model: nn.Module, freeze_params: bool) -> Iterator[None]:
+    """Context manager: the model in eval mode (and its parameters frozen) for the block.
+
+    Every module's ``training`` flag, every parameter's ``requires_grad`` (when frozen) and the
+    grad mode are restored on exit, whatever happens in the block.
+
+    Args:
+        model: the model.
+        freeze_params: also set ``requires_grad=False`` on every parameter, so that a backward
+            pass computes no parameter gradient.
+    """
     flags = [(m, m.training) for m in model.modules()]
     grads = [(p, p.requires_grad) for p in model.parameters()] if freeze_params else []
     grad_mode = torch.is_grad_enabled()
@@ -417,7 +477,7 @@ class _Batch:
             t = int(targets[i])
             for s in range(0, c, self.chunk):
                 m = masks[s : s + self.chunk, None].to(self.x.dtype)
-                logits = _select_output(self.model(self.x[i : i + 1] * m), self.output)
+                logits = select_output(self.model(self.x[i : i + 1] * m), self.output)
                 out[i, s : s + m.shape[0]] = logits[:, t].float()
         return out
 
@@ -467,7 +527,7 @@ def _run_batch(
         torch.set_grad_enabled(False)
         with _amp_context(amp, device):
             out = model(x)
-        logits = _select_output(out, output)
+        logits = select_output(out, output)
         state.logits = logits
         missing = [n for n, _ in layers if n not in state.acts]
         if missing:
@@ -569,8 +629,8 @@ def compute_cams(
             "compute_cams outside inference_mode (torch.no_grad() is fine), or use a "
             "gradient-free method ('cam', 'eigencam', 'scorecam')"
         )
-    x_all = _as_batch(images).detach()
-    device, dtype = _model_device_dtype(model)
+    x_all = as_batch(images).detach()
+    device, dtype = model_device_dtype(model)
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise EngineError(f"batch_size must be a positive int or None, got {batch_size!r}")
     total = x_all.shape[0]
@@ -589,7 +649,7 @@ def compute_cams(
         if as_tensor.dim() == 0 and integer:
             targets = int(as_tensor)  # a 0-d tensor or NumPy integer: one class for all images
     auto = layers is None
-    with _frozen_model(model, freeze_params=m.needs_gradients):
+    with frozen_model(model, freeze_params=m.needs_gradients):
         if auto:
             name = auto_layer(model, prepare(x_all[:1]), model)
             pairs = resolve_layers(model, name)

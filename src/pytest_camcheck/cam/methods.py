@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
+from .names import find_method, method_key, unknown_method_message
 
 __all__ = ["METHODS", "CamMethod", "MethodInput", "get_method", "register_method"]
 
@@ -70,26 +71,48 @@ def register_method(
     summary: str = "",
     replace: bool = False,
 ) -> CamMethod:
-    """Register a CAM method under ``name`` (lower case) and return it."""
-    key = name.lower()
-    if key in METHODS and not replace:
-        raise ValueError(f"CAM method {key!r} is already registered (pass replace=True)")
+    """Register a CAM method under ``name`` (lower case) and return it.
+
+    Names are looked up by :func:`~pytest_camcheck.cam.names.method_key`, so a method is found
+    by any spelling of its name (``"Abs-GradCAM"`` finds ``"absgradcam"``).
+
+    Args:
+        name: the method's name; stored lower-cased, as given otherwise.
+        fn: ``MethodInput -> (B, h, w)`` signed float32 raw map.
+        needs_gradients: whether the engine must run a backward pass to the layer.
+        summary: one line for help texts and error messages.
+        replace: replace a method registered under a name with the same key.
+
+    Raises:
+        ValueError: the name is empty, or a method of the same key is registered and
+            ``replace`` is False.
+    """
+    key = name.strip().lower()
+    if not method_key(key):
+        raise ValueError(f"a CAM method needs a name, got {name!r}")
+    existing = find_method(key, METHODS)
+    if existing is not None:
+        if not replace:
+            shown = repr(key) if existing == key else f"{key!r} (as {existing!r})"
+            raise ValueError(f"CAM method {shown} is already registered (pass replace=True)")
+        del METHODS[existing]
     method = CamMethod(key, needs_gradients, fn, summary)
     METHODS[key] = method
     return method
 
 
 def get_method(name: str | CamMethod) -> CamMethod:
-    """Look a method up by name; a clear :class:`ConfigError` lists the valid names."""
+    """Look a method up by any spelling of its name (see :func:`.names.method_key`).
+
+    Raises:
+        ConfigError: no method has that name; the message lists the valid names.
+    """
     if isinstance(name, CamMethod):
         return name
-    key = str(name).strip().lower().replace("_", "").replace("-", "")
-    aliases = {"gradcampp": "gradcam++", "gradcamplusplus": "gradcam++"}
-    key = aliases.get(key, key)
-    for candidate in METHODS:
-        if candidate.replace("-", "") == key:
-            return METHODS[candidate]
-    raise ConfigError(f"unknown CAM method {name!r}; valid methods: {', '.join(METHODS)}")
+    found = find_method(str(name), METHODS)
+    if found is None:
+        raise ConfigError(unknown_method_message(name, METHODS))
+    return METHODS[found]
 
 
 def _weighted_sum(weights: Tensor, activations: Tensor) -> Tensor:

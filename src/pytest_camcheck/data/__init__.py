@@ -7,8 +7,9 @@ Usage::
     ds = build_dataset("data/pets", annotations="data/pets_annotations/xmls")
     sample = ds[0]  # Sample: transformed image tensor + regions in its pixels
 
-The annotation readers (:mod:`.voc`, :mod:`.coco`, :mod:`.csvfile`, :mod:`.masks`) import
-numpy and PIL only; the dataset and the transforms import torch, so names are imported lazily.
+The annotation readers (the package :mod:`.readers`: a registry of formats, with :mod:`.voc`,
+:mod:`.coco`, :mod:`.csvfile` and :mod:`.masks` built in) import numpy and PIL only; the dataset
+and the transforms import torch, so names are imported lazily.
 """
 
 from __future__ import annotations
@@ -29,12 +30,15 @@ _LAZY: dict[str, str] = {
     "IMAGE_EXTENSIONS": ".images",
     "ImageAnnotation": ".annotations",
     "MaskFile": ".annotations",
-    "read_annotations": ".annotations",
-    "detect_format": ".annotations",
-    "read_voc": ".voc",
-    "read_coco": ".coco",
-    "read_csv": ".csvfile",
-    "read_masks": ".masks",
+    "read_annotations": ".readers",
+    "detect_format": ".readers",
+    "register_reader": ".readers",
+    "READERS": ".readers",
+    "Reader": ".readers",
+    "read_voc": ".readers",
+    "read_coco": ".readers",
+    "read_csv": ".readers",
+    "read_masks": ".readers",
     "DEFAULT_IMAGE_SIZE": ".transforms",
     "IMAGENET_MEAN": ".transforms",
     "IMAGENET_STD": ".transforms",
@@ -49,6 +53,7 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "IMAGE_EXTENSIONS",
+    "READERS",
     "AnnotatedDataset",
     "FactoryDataset",
     "FolderDataset",
@@ -56,6 +61,7 @@ __all__ = [
     "ImageIndex",
     "MaskFile",
     "PairedTransform",
+    "Reader",
     "build_dataset",
     "check_regions",
     "default_transform",
@@ -67,14 +73,13 @@ __all__ = [
     "read_csv",
     "read_masks",
     "read_voc",
+    "register_reader",
     "resolve_transform",
     "to_display",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from .annotations import ImageAnnotation, MaskFile, detect_format, read_annotations
-    from .coco import read_coco
-    from .csvfile import read_csv
+    from .annotations import ImageAnnotation, MaskFile
     from .dataset import (
         AnnotatedDataset,
         FactoryDataset,
@@ -83,7 +88,17 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         check_regions,
     )
     from .images import IMAGE_EXTENSIONS, ImageIndex, list_images, load_image
-    from .masks import read_masks
+    from .readers import (
+        READERS,
+        Reader,
+        detect_format,
+        read_annotations,
+        read_coco,
+        read_csv,
+        read_masks,
+        read_voc,
+        register_reader,
+    )
     from .transforms import (
         DEFAULT_IMAGE_SIZE,
         IMAGENET_MEAN,
@@ -93,7 +108,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         resolve_transform,
         to_display,
     )
-    from .voc import read_voc
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

@@ -1,18 +1,18 @@
-"""What the annotation readers return, and the dispatcher that picks a reader for a path.
+"""What the annotation readers return: the annotations of one image, and their helpers.
 
-Every reader (:mod:`.voc`, :mod:`.coco`, :mod:`.csvfile`, :mod:`.masks`) returns a
-``dict`` from the image's path relative to the dataset folder (``/`` separators) to an
-:class:`ImageAnnotation`, whose regions are in the ORIGINAL image's pixel coordinates (see
-:mod:`pytest_camcheck.regions`). Several regions with the same name in one image are merged into
-one :class:`~pytest_camcheck.regions.Region` with several boxes (and the union of the masks).
+Every reader (see :mod:`pytest_camcheck.data.readers`) returns a ``dict`` from the image's path
+relative to the dataset folder (``/`` separators) to an :class:`ImageAnnotation`, whose regions
+are in the ORIGINAL image's pixel coordinates (see :mod:`pytest_camcheck.regions`). Several
+regions with the same name in one image are merged into one
+:class:`~pytest_camcheck.regions.Region` with several boxes (and the union of the masks).
 
-This module imports PIL and numpy only (no torch).
+This module holds the data model only (it imports no reader) and imports PIL and numpy only
+(no torch).
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,25 +21,18 @@ from PIL import Image
 
 from ..errors import DataError
 from ..regions import Box, Region
-from .images import ImageIndex
 
 __all__ = [
-    "ANNOTATION_FORMATS",
+    "TRIMAP_VALUES",
     "ImageAnnotation",
     "MaskFile",
-    "detect_format",
+    "annotation_map",
+    "is_trimap",
     "merge_regions",
-    "read_annotations",
+    "read_mask_array",
 ]
 
-#: Supported annotation formats and how each is recognised, for error messages.
-ANNOTATION_FORMATS: dict[str, str] = {
-    "voc": "a folder of Pascal VOC *.xml files",
-    "coco": "a COCO *.json file",
-    "csv": "a *.csv file with header image,label,region,x0,y0,x1,y1",
-    "masks": "a folder of mask *.png files named like the images",
-}
-
+#: Pixel values of an Oxford-IIIT Pet trimap: 1 = pet, 2 = background, 3 = border.
 TRIMAP_VALUES = frozenset({1, 2, 3})
 
 
@@ -217,83 +210,6 @@ class ImageAnnotation:
             old = out.get(region.name)
             out[region.name] = region if old is None else merge_regions(old, region)
         return out
-
-
-def detect_format(path: Path) -> str:
-    """The annotation format of ``path``: ``"voc"``, ``"coco"``, ``"csv"`` or ``"masks"``.
-
-    Raises:
-        DataError: the path is missing, or matches no format or several (the message lists
-            the supported formats).
-    """
-    supported = "; ".join(f"{k}: {v}" for k, v in ANNOTATION_FORMATS.items())
-    if not path.exists():
-        raise DataError(f"annotation path {str(path)!r} does not exist")
-    if path.is_file():
-        suffix = path.suffix.lower()
-        if suffix == ".json":
-            return "coco"
-        if suffix == ".csv":
-            return "csv"
-        raise DataError(
-            f"cannot tell the annotation format of {str(path)!r}; supported: {supported}"
-        )
-    has_xml = has_png = False
-    for _dirpath, dirnames, filenames in os.walk(path):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        for name in filenames:
-            low = name.lower()
-            if name.startswith("."):
-                continue
-            has_xml = has_xml or low.endswith(".xml")
-            has_png = has_png or low.endswith(".png")
-    if has_xml and has_png:
-        raise DataError(
-            f"annotation folder {str(path)!r} holds both *.xml and *.png files; point "
-            "annotations at the sub-folder of one kind (e.g. annotations/xmls or "
-            "annotations/trimaps)"
-        )
-    if has_xml:
-        return "voc"
-    if has_png:
-        return "masks"
-    raise DataError(
-        f"annotation folder {str(path)!r} holds no *.xml or *.png file; supported: {supported}"
-    )
-
-
-def read_annotations(
-    path: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
-    images: ImageIndex | Iterable[str],
-) -> dict[str, ImageAnnotation]:
-    """Read one annotation source (format detected from the path) or several, merged.
-
-    Args:
-        path: a VOC folder, COCO json, CSV file or mask folder; or a list of them, whose
-            annotations are merged per image (e.g. Oxford-IIIT Pet head boxes and trimaps).
-        images: the dataset's images (an :class:`~.images.ImageIndex` or relative paths).
-
-    Returns:
-        relative image path -> annotation, for the images that have annotations.
-    """
-    from .coco import read_coco
-    from .csvfile import read_csv
-    from .masks import read_masks
-    from .voc import read_voc
-
-    index = ImageIndex.coerce(images)
-    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
-    readers = {"voc": read_voc, "coco": read_coco, "csv": read_csv, "masks": read_masks}
-    merged: dict[str, ImageAnnotation] = {}
-    for p in paths:
-        p = Path(p)
-        found = readers[detect_format(p)](p, index)
-        for rel, ann in found.items():
-            if rel in merged:
-                merged[rel].update(ann)
-            else:
-                merged[rel] = ann
-    return merged
 
 
 def annotation_map(found: Mapping[str, ImageAnnotation]) -> dict[str, ImageAnnotation]:

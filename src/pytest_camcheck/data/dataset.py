@@ -23,9 +23,10 @@ from torch.utils.data import Dataset
 
 from .._spec import import_from_spec, looks_like_spec
 from ..errors import CamcheckError, ConfigError, DataError
-from ..regions import Box, Region, Sample
-from .annotations import ImageAnnotation, read_annotations
+from ..regions import Box, Region, Sample, as_region
+from .annotations import ImageAnnotation
 from .images import IMAGE_EXTENSIONS, ImageIndex, list_images, load_image, read_image_size
+from .readers import read_annotations
 from .transforms import DEFAULT_IMAGE_SIZE, PairedTransform, resolve_transform, to_display
 
 __all__ = ["AnnotatedDataset", "FactoryDataset", "FolderDataset", "build_dataset"]
@@ -491,39 +492,13 @@ def _coerce_regions(raw: Any, where: str) -> dict[str, Region]:
     out: dict[str, Region] = {}
     for name, value in raw.items():
         try:
-            out[str(name)] = _coerce_region(str(name), value)
+            out[str(name)] = as_region(value, str(name), rename=True, nonzero_masks=True)
         except (TypeError, ValueError) as exc:
             raise DataError(
                 f"{where}: region {name!r} ({str(value)[:60]}) is not a Region, a Box, "
                 f"(x0, y0, x1, y1), a list of boxes or a 2-D mask: {exc}"
             ) from None
     return out
-
-
-def _coerce_region(name: str, value: Any) -> Region:
-    if isinstance(value, Region):
-        return value if value.name == name else Region(name, value.boxes, value.mask)
-    if isinstance(value, Box):
-        return Region(name, (value,))
-    if isinstance(value, Tensor):
-        value = value.detach().cpu().numpy()
-    if isinstance(value, np.ndarray) and value.ndim == 2 and value.shape[1] != 4:
-        return Region(name, mask=value != 0)
-    if isinstance(value, np.ndarray) and value.dtype == bool:
-        return Region(name, mask=value)
-    seq = list(value)
-    if len(seq) == 4 and all(isinstance(v, (int, float, np.number)) for v in seq):
-        return Region(name, (Box(*(float(v) for v in seq)),))
-    boxes = []
-    for item in seq:
-        if isinstance(item, Box):
-            boxes.append(item)
-        else:
-            coords = [float(v) for v in item]
-            if len(coords) != 4:
-                raise ValueError(f"a box needs 4 coordinates, got {len(coords)}")
-            boxes.append(Box(*coords))
-    return Region(name, tuple(boxes))
 
 
 def _resolve_path(value: PathLike, base: Path) -> Path:

@@ -35,6 +35,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from .._spec import import_from_spec
+from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import CamcheckError, ConfigError
 from ..regions import Box, Region
 
@@ -50,8 +51,6 @@ __all__ = [
 ]
 
 DEFAULT_IMAGE_SIZE = 224
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
 def default_transform(image_size: int = DEFAULT_IMAGE_SIZE) -> v2.Compose:

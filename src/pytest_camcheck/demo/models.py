@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import DataError
 
 __all__ = [
@@ -36,8 +37,8 @@ __all__ = [
 
 # ImageNet statistics: the library's default transform uses the same ones, so at 96 px it feeds
 # these models the same tensors as :func:`transform`.
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
+MEAN = IMAGENET_MEAN
+STD = IMAGENET_STD
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:

@@ -20,28 +20,24 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from .records import OUTCOMES, outcome_of
 
 __all__ = ["CASE_KEY", "GATE_KEY", "ReportCollector", "attach_pytest_html"]
 
 CASE_KEY = "camcheck_case"
 GATE_KEY = "camcheck_gate"
-_OUTCOMES = frozenset({"passed", "failed", "xfailed", "xpassed", "error", "skipped"})
+_OUTCOMES = frozenset(OUTCOMES)
 
 
 def _report_outcome(report: Any) -> str:
-    """pytest's verdict for one phase report: passed/failed/error/skipped/xfailed/xpassed."""
-    xfail = hasattr(report, "wasxfail")
-    if report.when != "call":
-        if report.failed:
-            return "error"
-        if report.skipped:
-            return "xfailed" if xfail else "skipped"
-        return "passed"
-    if report.failed:
-        return "failed"
-    if report.skipped:
-        return "xfailed" if xfail else "skipped"
-    return "xpassed" if xfail else "passed"
+    """pytest's verdict for one phase report (see :func:`.records.outcome_of`)."""
+    return outcome_of(
+        report.when,
+        bool(report.passed),
+        bool(report.failed),
+        bool(report.skipped),
+        hasattr(report, "wasxfail"),
+    )
 
 
 def _entries(report: Any) -> list[tuple[str, dict[str, Any]]]:

@@ -14,11 +14,9 @@ over the previous one.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import re
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -30,6 +28,7 @@ from typing import IO, Any
 from markupsafe import Markup
 
 from ..errors import ConfigError
+from .records import SCHEMA_VERSION, jsonable
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -42,7 +41,6 @@ __all__ = [
     "write_report",
 ]
 
-SCHEMA_VERSION = 1
 DASH = "—"
 
 # outcome -> (badge text, css class, group for ordering: real failures first)
@@ -61,6 +59,7 @@ _PNG_B64_MAGIC = "iVBORw0KGgo"  # base64 of the PNG signature b"\x89PNG\r\n\x1a\
 _HTML_SPECIAL = ("&", "<", ">", '"', "'")
 _SUMMARY_ROWS = (
     ("model", "Model"),
+    ("model_kwargs", "Model kwargs"),
     ("weights", "Weights"),
     ("dataset", "Dataset"),
     ("annotations", "Annotations"),
@@ -69,6 +68,7 @@ _SUMMARY_ROWS = (
     ("device", "Device"),
     ("target", "Target"),
     ("thresholds", "Thresholds"),
+    ("settings", "Settings"),
     ("versions", "Versions"),
 )
 
@@ -184,7 +184,6 @@ class CaseView:
     pictures: list[Image]
     strip: list[Image]
     evidence: list[EvidenceView]
-    metrics: list[tuple[str, str]]
     no_images: str | None
 
 
@@ -246,7 +245,7 @@ def _summary_rows(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
         value = summary.get(key)
         if key == "versions" and isinstance(value, Mapping):
             text = ", ".join(f"{k} {fmt_value(v)}" for k, v in value.items()) or DASH
-        elif key == "thresholds" and isinstance(value, Mapping):
+        elif key in ("thresholds", "settings", "model_kwargs") and isinstance(value, Mapping):
             text = ", ".join(f"{k} = {fmt_value(v)}" for k, v in value.items()) or DASH
         else:
             text = fmt_value(value)
@@ -268,14 +267,60 @@ def _class_text(index: Any, name: Any) -> str:
     return f"{fmt_value(index)} ({name})"
 
 
+_EVIDENCE_SKIP = frozenset(
+    {
+        "check",
+        "passed",
+        "metric",
+        "value",
+        "threshold_name",
+        "threshold",
+        "region",
+        "peak",
+        "message",
+        "details",
+        "sample",
+    }
+)
+
+
 def _evidence_view(item: Any) -> EvidenceView:
+    """One assertion's verdict and the numbers it used, exactly as it recorded them."""
     if not isinstance(item, Mapping):
         return EvidenceView("evidence", DASH, "", [("value", fmt_value(item))])
     passed = item.get("passed")
     verdict = DASH if passed is None else ("passed" if passed else "FAILED")
     css = "" if passed is None else ("ok" if passed else "bad")
-    numbers = [(str(k), fmt_value(v)) for k, v in item.items() if k not in ("kind", "passed")]
-    return EvidenceView(str(item.get("kind", "evidence")), verdict, css, numbers)
+    numbers: list[tuple[str, str]] = []
+    if item.get("metric"):
+        numbers.append((str(item["metric"]), fmt_value(item.get("value"))))
+    if item.get("threshold_name"):
+        numbers.append((str(item["threshold_name"]), fmt_value(item.get("threshold"))))
+    region = item.get("region")
+    if isinstance(region, Mapping):
+        text = str(region.get("name", DASH))
+        if isinstance(region.get("bbox"), Mapping):
+            text += f" ({fmt_value(region['bbox'])})"
+        share = _finite(region.get("area_fraction"))
+        if share is not None:
+            text += f", {fmt_pct(share)} of the map"
+        numbers.append(("region", text))
+    peak = item.get("peak")
+    if isinstance(peak, Mapping):
+        text = f"row {fmt_value(peak.get('row'))}, col {fmt_value(peak.get('col'))}"
+        ties = peak.get("ties")
+        if isinstance(ties, int) and ties > 1:
+            text += f" ({ties} tied)"
+        numbers.append(("peak", text))
+    numbers += [
+        (str(k), fmt_value(v))
+        for k, v in item.items()
+        if k not in _EVIDENCE_SKIP and v not in (None, "", {}, [])
+    ]
+    details = item.get("details")
+    if isinstance(details, Mapping):
+        numbers += [(str(k), fmt_value(v)) for k, v in details.items() if k != "result"]
+    return EvidenceView(str(item.get("check", "evidence")), verdict, css, numbers)
 
 
 def _case_view(record: Mapping[str, Any], index: int) -> CaseView:
@@ -317,11 +362,15 @@ def _case_view(record: Mapping[str, Any], index: int) -> CaseView:
         facts.insert(2, ("CAM target", fmt_value(record.get("target"))))
     if isinstance(layers, (list, tuple)) and len(layers) > 1:
         facts.append(("All layers", ", ".join(str(x) for x in layers)))
+    settings = record.get("settings")
+    if isinstance(settings, Mapping) and settings:
+        facts.append(
+            ("Test settings", ", ".join(f"{k} = {fmt_value(v)}" for k, v in settings.items()))
+        )
     facts.append(("Image file", str(record.get("path") or DASH)))
     evidence = record.get("evidence") or []
     if isinstance(evidence, Mapping):
         evidence = [evidence]
-    metrics = record.get("metrics") or {}
     message = record.get("message")
     has_images = original is not None or overlay is not None or bool(strip)
     return CaseView(
@@ -337,9 +386,6 @@ def _case_view(record: Mapping[str, Any], index: int) -> CaseView:
         pictures=[p for p in (original, overlay) if p is not None],
         strip=strip,
         evidence=[_evidence_view(e) for e in evidence],
-        metrics=[(str(k), fmt_value(v)) for k, v in metrics.items()]
-        if isinstance(metrics, Mapping)
-        else [],
         no_images=None
         if has_images
         else "No images were rendered for this case (passing cases are rendered only with "
@@ -423,8 +469,8 @@ def _gate_view(record: Mapping[str, Any], plot_png: Callable[..., str | None]) -
     )
 
 
-_ENERGY_KEY = re.compile(r"energy_in\[(.+)\]")
 _MAX_HISTOGRAMS = 6
+_ENERGY_CHECKS = ("energy_in_region", "energy_outside_region")
 
 
 def _overview(
@@ -432,26 +478,25 @@ def _overview(
     summary: Mapping[str, Any],
     plot_png: Callable[..., str | None],
 ) -> OverviewView | None:
-    """Histograms of ``energy_in[<region>]`` over every case, and each class's pass rate."""
+    """Histograms of the energy fractions the assertions measured (one per region, check,
+    layer and threshold, each drawn at the threshold the assertions used), and each class's
+    pass rate."""
     if not cases:
         return None
     from ..metrics import wilson_interval
 
-    # one value per sample and map: several tests of the same sample share its metrics
-    values: dict[str, dict[tuple[str, str, str], float | None]] = {}
+    # one value per sample and map: several tests of one sample may measure the same thing
+    values: dict[tuple[str, str, str, float | None], dict[str, float | None]] = {}
     tally: dict[str, list[int]] = {}
     for record in cases:
-        metrics = record.get("metrics")
-        sample = (
-            str(record.get("case_id") or record.get("nodeid")),
-            str(record.get("layer")),
-            str(record.get("method")),
-        )
-        if isinstance(metrics, Mapping):
-            for key, value in metrics.items():
-                match = _ENERGY_KEY.fullmatch(str(key))
-                if match:
-                    values.setdefault(match.group(1), {})[sample] = _finite(value)
+        sample = str(record.get("case_id") or record.get("nodeid"))
+        for ev in record.get("evidence") or ():
+            if not isinstance(ev, Mapping) or ev.get("check") not in _ENERGY_CHECKS:
+                continue
+            region = ev.get("region")
+            name = str(region.get("name")) if isinstance(region, Mapping) else "region"
+            key = (name, str(ev["check"]), str(ev.get("layer") or ""), _finite(ev.get("threshold")))
+            values.setdefault(key, {})[f"{sample}|{ev.get('method')}"] = _finite(ev.get("value"))
         outcome = _outcome(record)
         if outcome == "skipped":
             continue
@@ -461,11 +506,12 @@ def _overview(
         entry = tally.setdefault(str(name), [0, 0])
         entry[0] += outcome in ("passed", "xpassed")
         entry[1] += 1
-    thresholds = summary.get("thresholds")
-    threshold = _finite(thresholds.get("min_energy")) if isinstance(thresholds, Mapping) else None
     plots = []
-    for region, per_sample in list(values.items())[:_MAX_HISTOGRAMS]:
-        title = f"energy in {region!r}"
+    for (region, check, layer, threshold), per_sample in list(values.items())[:_MAX_HISTOGRAMS]:
+        where = f" @ {layer}" if layer else ""
+        title = f"energy in {region!r}{where}"
+        limit = "max" if check == "energy_outside_region" else "min"
+        caption = f"energy in region {region}{where} ({limit} {fmt_value(threshold)})"
         uri = _data_uri(
             plot_png(
                 "histogram",
@@ -475,7 +521,7 @@ def _overview(
                 xlabel=f"energy fraction in {region!r}",
             )
         )
-        plots.append(Image(uri, f"energy in region {region}", f"histogram of {title}"))
+        plots.append(Image(uri, caption, f"histogram of {title}"))
     per_class: dict[str, dict[str, float]] = {}
     for name, (passed, count) in sorted(tally.items()):
         lower, upper = wilson_interval(passed, count)
@@ -538,9 +584,12 @@ def count_outcomes(
     return counts
 
 
-def _split(records: Iterable[Mapping[str, Any]]) -> tuple[list, list]:
+def _split(records: Iterable[Any]) -> tuple[list, list]:
+    """Case and gate records as dicts (typed records are converted with ``to_dict``)."""
     cases, gates = [], []
     for r in records:
+        if hasattr(r, "to_dict") and not isinstance(r, Mapping):
+            r = r.to_dict()
         if not isinstance(r, Mapping):
             continue
         (gates if r.get("kind") == "gate" else cases).append(r)
@@ -631,21 +680,7 @@ def render_html(view: ReportView) -> str:
 # ---------------------------------------------------------------- JSON + atomic files
 
 
-def _jsonable(value: Any) -> Any:
-    """Plain JSON types only: non-finite floats -> None, tuples -> lists, others -> str."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    item = getattr(value, "item", None)  # numpy scalars
-    if callable(item):
-        with contextlib.suppress(Exception):
-            return _jsonable(item())
-    return str(value)
+_jsonable = jsonable
 
 
 def _temp_file(target: Path, write: Callable[[IO[str]], None]) -> Path:

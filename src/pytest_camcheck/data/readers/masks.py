@@ -26,11 +26,12 @@ import os
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
-from ..errors import DataError
-from .annotations import ImageAnnotation, MaskFile, annotation_map, is_trimap, read_mask_array
-from .images import ImageIndex
+from ...errors import DataError
+from ..annotations import ImageAnnotation, MaskFile, annotation_map, is_trimap, read_mask_array
+from ..images import ImageIndex
+from .common import holds_file
 
-__all__ = ["DEFAULT_MASK_REGION", "TRIMAP_REGION", "read_masks"]
+__all__ = ["DEFAULT_MASK_REGION", "TRIMAP_REGION", "detect_masks", "read_masks"]
 
 #: Region name of a binary mask that no region folder names.
 DEFAULT_MASK_REGION = "object"
@@ -48,6 +49,11 @@ def _mask_files(folder: Path) -> list[str]:
                 rel = name if rel_dir == "." else os.path.join(rel_dir, name)
                 out.append(PurePosixPath(*Path(rel).parts).as_posix())
     return sorted(out)
+
+
+def detect_masks(path: Path) -> bool:
+    """Whether ``path`` is a folder holding ``*.png`` files (in it or in a sub-folder)."""
+    return path.is_dir() and holds_file(path, ".png")
 
 
 def read_masks(

@@ -20,12 +20,12 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..errors import DataError
-from ..regions import Box, Region
-from .annotations import ImageAnnotation, annotation_map
-from .images import ImageIndex
+from ...errors import DataError
+from ...regions import Box, Region
+from ..annotations import ImageAnnotation, annotation_map
+from ..images import ImageIndex
 
-__all__ = ["CSV_COLUMNS", "parse_label", "read_csv"]
+__all__ = ["CSV_COLUMNS", "detect_csv", "parse_label", "read_csv"]
 
 CSV_COLUMNS: tuple[str, ...] = ("image", "label", "region", "x0", "y0", "x1", "y1")
 _COORDS = ("x0", "y0", "x1", "y1")
@@ -40,6 +40,11 @@ def parse_label(text: str) -> str | int | None:
         return int(text)
     except ValueError:
         return text
+
+
+def detect_csv(path: Path) -> bool:
+    """Whether ``path`` is a ``*.csv`` file."""
+    return path.is_file() and path.suffix.lower() == ".csv"
 
 
 def read_csv(

@@ -16,12 +16,13 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..errors import DataError
-from ..regions import Box, Region
-from .annotations import ImageAnnotation, annotation_map
-from .images import ImageIndex
+from ...errors import DataError
+from ...regions import Box, Region
+from ..annotations import ImageAnnotation, annotation_map
+from ..images import ImageIndex
+from .common import holds_file
 
-__all__ = ["read_voc", "voc_box"]
+__all__ = ["detect_voc", "read_voc", "voc_box"]
 
 
 def voc_box(xmin: float, ymin: float, xmax: float, ymax: float) -> Box:
@@ -104,6 +105,11 @@ def read_voc_file(xml_path: Path) -> tuple[str | None, ImageAnnotation]:
             pwhere = f"{pwhere} ({pname!r})"
             ann.add_region(Region(pname, (_parse_box(part, pwhere),)), pwhere)
     return _text(root, "filename"), ann
+
+
+def detect_voc(path: Path) -> bool:
+    """Whether ``path`` is a folder holding ``*.xml`` files (in it or in a sub-folder)."""
+    return path.is_dir() and holds_file(path, ".xml")
 
 
 def read_voc(

@@ -23,14 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from skimage.draw import polygon as draw_polygon
 
-from ..errors import DataError
-from ..regions import Box, Region
-from .annotations import ImageAnnotation, annotation_map
-from .images import ImageIndex
+from ...errors import DataError
+from ...regions import Box, Region
+from ..annotations import ImageAnnotation, annotation_map
+from ..images import ImageIndex
 
-__all__ = ["coco_box", "rasterise_polygons", "read_coco"]
+__all__ = ["coco_box", "detect_coco", "rasterise_polygons", "read_coco"]
 
 
 def coco_box(x: float, y: float, w: float, h: float) -> Box:
@@ -46,6 +45,8 @@ def rasterise_polygons(polygons: list[list[float]], height: int, width: int) -> 
         height: mask height.
         width: mask width.
     """
+    from skimage.draw import polygon as draw_polygon  # imported on first use: it is slow
+
     out = np.zeros((height, width), dtype=bool)
     for poly in polygons:
         pts = np.asarray(poly, dtype=np.float64).reshape(-1, 2)
@@ -116,6 +117,11 @@ def _segmentation_mask(seg: Any, size: tuple[int, int] | None, where: str) -> np
             polys.append(pts)
         return rasterise_polygons(polys, height, width)
     raise DataError(f"{where}: `segmentation` must be a list of polygons or an RLE dict")
+
+
+def detect_coco(path: Path) -> bool:
+    """Whether ``path`` is a ``*.json`` file."""
+    return path.is_file() and path.suffix.lower() == ".json"
 
 
 def read_coco(
