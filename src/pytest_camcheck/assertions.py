@@ -163,6 +163,11 @@ def _check_degenerate(cam: np.ndarray, ev: dict[str, Any], what: str) -> None:
     reason = degenerate_reason(cam)
     if reason is None:
         return
+    raw = evidence.raw_map(ev.get("layer"))
+    if raw is not None:  # the display map of a NaN map is zeros: say what the raw map held
+        raw_reason = degenerate_reason(raw)
+        if raw_reason is not None and "non-finite" in raw_reason:
+            reason = f"the raw map (before ReLU and upsampling) {raw_reason.removeprefix('it ')}"
     ev["degenerate"] = reason
     ctx = {k: ev.get(k) for k in ("sample", "layer", "method")}
     where = _prefix(ctx).rstrip(": ")
@@ -506,12 +511,17 @@ def assert_pass_rate(result: RateResult, min_rate: float, bound: str = "lower") 
         "details": {"bound": bound, "result": result.to_dict()},
     }
     conf = f"{result.confidence * 100:g}%"
-    skipped = (
-        f" ({len(result.missing)} sample{'s' if len(result.missing) != 1 else ''} skipped "
-        "because they lack the region)"
-        if result.missing
-        else ""
-    )
+    skipped = ""
+    if result.missing:
+        n = len(result.missing)
+        some = f"{n} sample{'s' if n != 1 else ''}"
+        if set(result.missing) <= set(result.failures):
+            skipped = (
+                f' ({some} lack the region and count as failed; pass missing="skip" to the '
+                "check to leave them out)"
+            )
+        else:
+            skipped = f" ({some} skipped because they lack the region)"
     if result.count == 0:
         _fail(
             f"{result.name}: no samples were evaluated{skipped}, so the pass rate cannot reach "

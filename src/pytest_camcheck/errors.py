@@ -13,6 +13,7 @@ __all__ = [
     "DataError",
     "EngineError",
     "LayerNotFoundError",
+    "RegionNotFoundError",
 ]
 
 
@@ -26,6 +27,10 @@ class ConfigError(CamcheckError):
 
 class DataError(CamcheckError):
     """A dataset, image or annotation cannot be used (missing file, box outside the image...)."""
+
+
+class RegionNotFoundError(DataError, LookupError):
+    """A sample has no region of the requested name (the message lists the regions it has)."""
 
 
 class EngineError(CamcheckError):

@@ -25,6 +25,7 @@ __all__ = [
     "current_case_id",
     "current_scope",
     "default",
+    "raw_map",
     "record",
     "source_of",
 ]
@@ -61,6 +62,8 @@ class EvidenceScope:
         defaults: configured thresholds (``peak_tolerance``, ``min_energy``) that assertions
             use when the test passes none.
         run_method: the run's CAM method (messages name a map's method only when it differs).
+        raw: layer -> the raw (signed, layer-resolution) map behind each display map, so a
+            degenerate display map can say why (e.g. the raw map was non-finite).
     """
 
     def __init__(
@@ -72,8 +75,10 @@ class EvidenceScope:
         target: int | None = None,
         defaults: Mapping[str, Any] | None = None,
         run_method: str | None = None,
+        raw: Mapping[str, Any] | None = None,
     ) -> None:
         self.case_id = case_id
+        self.raw = dict(raw or {})
         self.items: list[Evidence] = []
         self.defaults = dict(defaults or {})
         self.run_method = run_method
@@ -130,6 +135,12 @@ def source_of(cam: Any) -> MapSource | None:
     """The provenance of ``cam`` in the running camcheck test, if it is one of its maps."""
     scope = _SCOPE.get()
     return None if scope is None else scope.source_of(cam)
+
+
+def raw_map(layer: str | None) -> Any:
+    """The raw map of ``layer`` in the running camcheck test, if known."""
+    scope = _SCOPE.get()
+    return None if scope is None or layer is None else scope.raw.get(layer)
 
 
 def default(name: str) -> Any:

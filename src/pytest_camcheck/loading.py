@@ -93,6 +93,17 @@ def load_weights(model: Any, path: str | os.PathLike, trust: bool = False) -> No
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"camcheck_weights: file {str(p)!r} does not exist")
+    with open(p, "rb") as fh:
+        head = fh.read(4)
+    # torch.save writes a zip archive ("PK\x03\x04"); older files are pickles (protocol >= 2
+    # starts with 0x80). Anything else is not a weights file: no advice about pickle then.
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        raise ConfigError(
+            f"camcheck_weights: {str(p)!r} is not a PyTorch weights file (neither a torch.save "
+            "archive nor a pickle; it starts with "
+            f"{head!r}); check the path, or re-save the weights with "
+            "torch.save(model.state_dict(), path)"
+        )
     try:
         obj = torch.load(p, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as exc:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import pytest
 
 from . import evidence
+from ._spec import looks_like_spec
 from .errors import CamcheckError, ConfigError, DataError
 from .settings import MARKER_KEYS, OPTIONS, Settings, settings_from
 
@@ -50,7 +51,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 dest=opt.ini,
                 help=f"{opt.help} (ini: {opt.ini})",
             )
-            parser.addini(opt.ini, opt.help, type="bool", default=opt.default)
+            # a string, parsed by camcheck: a bad value then names its key
+            parser.addini(opt.ini, f"{opt.help} (true/false)", type="string", default="")
         else:
             group.addoption(
                 opt.cli,
@@ -81,10 +83,17 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS_KEY] = settings
     if settings.report and _worker_id(config) is None:
         from .report.collector import ReportCollector
+        from .report.files import check_report_path
 
-        path = Path(settings.report)
-        if not path.is_absolute():
-            path = Path(config.invocation_params.dir) / path
+        inputs = [settings.dataset, settings.annotations, settings.weights, settings.model]
+        try:
+            path = check_report_path(
+                settings.report,
+                Path(config.rootpath),
+                [i for i in inputs if i and not looks_like_spec(i)],
+            )
+        except CamcheckError as exc:
+            raise pytest.UsageError(f"camcheck: {exc}") from None
         collector = ReportCollector(
             path,
             include_passed=settings.report_all,
@@ -102,13 +111,65 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         config.pluginmanager.unregister(collector)
 
 
-def _config_error(message: str) -> NoReturn:
+def _config_error(config: pytest.Config, message: str) -> NoReturn:
     """Stop the session on a configuration problem found while setting up a fixture.
 
     Configuration problems affect every camcheck test, so one clear message and exit code 4
-    (usage error) beat a traceback per test item.
+    (usage error) beat a traceback per test item. An xdist worker cannot end the session
+    (xdist would report an INTERNALERROR), so there the item fails with the same one line; the
+    controller's start-up check (:func:`pytest_sessionstart`) normally stops the run first.
     """
+    if _worker_id(config) is not None:
+        pytest.fail(f"camcheck: {message}", pytrace=False)
     pytest.exit(f"camcheck: {message}", returncode=pytest.ExitCode.USAGE_ERROR)
+
+
+def _xdist_controller(config: pytest.Config) -> bool:
+    """Whether this process hands tests to xdist workers (``-n N`` with N > 0)."""
+    if _worker_id(config) is not None:
+        return False
+    n = getattr(config.option, "numprocesses", None)
+    return bool(n) and getattr(config.option, "dist", "no") != "no"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Under xdist, check the configuration once on the controller before any worker starts,
+    so a bad model, weights file, dataset, device or layer ends the run with one line (exit
+    code 4), exactly as a plain run does, instead of failing on every worker."""
+    config = session.config
+    if not _xdist_controller(config) or config.option.collectonly:
+        return
+    s = _settings(config)
+    if not (s.model or s.dataset):
+        return
+    problem = None
+    try:
+        device = _device(config)[0]
+        if s.dataset:
+            _load_dataset(config)
+        if s.model:
+            from .cam.layers import resolve_layers
+            from .loading import load_model
+
+            model = load_model(
+                s.model,
+                kwargs=s.model_kwargs,
+                weights=s.weights,
+                trust_weights=s.trust_weights,
+                device="cpu" if device.type == "cuda" else device,
+                rootdir=Path(config.rootpath),
+            )
+            if s.layer:
+                try:
+                    resolve_layers(model, list(s.layer))
+                except CamcheckError as exc:
+                    raise ConfigError(f"camcheck_layer: {exc}") from None
+            del model
+    except CamcheckError as exc:
+        problem = f"camcheck: {exc}"
+    if problem is not None:
+        pytest.exit(problem, returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 def _settings(config: pytest.Config) -> Settings:
@@ -262,7 +323,7 @@ def camcheck_device(pytestconfig: pytest.Config) -> Any:
     try:
         return _device(pytestconfig)[0]
     except CamcheckError as exc:
-        _config_error(str(exc))
+        _config_error(pytestconfig, str(exc))
 
 
 @pytest.fixture(scope="session")
@@ -278,8 +339,9 @@ def camcheck_model(pytestconfig: pytest.Config, camcheck_device: Any) -> Any:
     s = _settings(pytestconfig)
     if not s.model:
         _config_error(
+            pytestconfig,
             'no model configured; set camcheck_model (e.g. "mypkg.models:build" or '
-            '"torchvision:resnet18") or override the camcheck_model fixture'
+            '"torchvision:resnet18") or override the camcheck_model fixture',
         )
     from .loading import load_model
 
@@ -293,7 +355,7 @@ def camcheck_model(pytestconfig: pytest.Config, camcheck_device: Any) -> Any:
             rootdir=Path(pytestconfig.rootpath),
         )
     except CamcheckError as exc:
-        _config_error(str(exc))
+        _config_error(pytestconfig, str(exc))
 
 
 @pytest.fixture(scope="session")
@@ -307,7 +369,7 @@ def camcheck_dataset(pytestconfig: pytest.Config) -> Any:
     try:
         return _load_dataset(pytestconfig)
     except CamcheckError as exc:
-        _config_error(str(exc))
+        _config_error(pytestconfig, str(exc))
 
 
 class _Progress:
@@ -359,7 +421,7 @@ def camcheck_session(
         try:
             resolve_layers(camcheck_model, list(s.layer))
         except CamcheckError as exc:
-            _config_error(f"camcheck_layer: {exc}")
+            _config_error(pytestconfig, f"camcheck_layer: {exc}")
     keep_images = bool(s.report) or bool(getattr(pytestconfig.option, "htmlpath", None))
     store = BatchStore(
         camcheck_model,
@@ -457,6 +519,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
         target=case.target if case is not None else None,
         defaults={"peak_tolerance": settings.peak_tolerance, "min_energy": settings.min_energy},
         run_method=_settings(item.config).method,
+        raw=case.raw if case is not None else None,
     ) as scope:
         item.stash[SCOPE_KEY] = scope
         return (yield)

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from . import metrics
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, RegionNotFoundError
 from .regions import Region, Sample
 from .settings import Settings
 from .store import Batch, BatchStore, MapConfig
@@ -23,6 +23,22 @@ from .store import Batch, BatchStore, MapConfig
 __all__ = ["CamCase", "CamCheck"]
 
 Progress = Callable[[int, int, float], None]
+
+
+class Regions(dict[str, Region]):
+    """A sample's regions by name; a missing name fails with the sample id and the names it has
+    (``case.regions.get(name)`` still returns None)."""
+
+    def __init__(self, sample: str, regions: Any = ()) -> None:
+        super().__init__(regions)
+        self.sample = sample
+
+    def __missing__(self, name: str) -> Region:
+        have = ", ".join(sorted(self)) or "none"
+        raise RegionNotFoundError(
+            f"sample {self.sample!r} has no region {name!r} (it has: {have}); check the "
+            "annotations or the region name in the test"
+        )
 
 
 @dataclass
@@ -91,14 +107,7 @@ class CamCase:
 
     def region(self, name: str) -> Region:
         """The region called ``name``; a clear error lists the regions this sample has."""
-        try:
-            return self.regions[name]
-        except KeyError:
-            have = ", ".join(sorted(self.regions)) or "none"
-            raise DataError(
-                f"sample {self.id!r} has no region {name!r} (it has: {have}); check the "
-                "annotations or the region name in the test"
-            ) from None
+        return Regions(self.id, self.regions)[name]
 
     def peak(self, layer: str | None = None) -> metrics.Peak | None:
         return metrics.find_peak(self.maps[layer or self.layer])
@@ -223,7 +232,7 @@ class CamCheck:
             prediction_name=self._class_name(pred),
             probability=float(probs[pred]),
             target=int(batch.targets[row]),
-            regions=dict(meta.regions),
+            regions=Regions(meta.id, meta.regions),
             maps={k: maps[k][row] for k in want},
             raw={k: batch.raw[k][row] for k in want},
             layer=layer,
@@ -289,7 +298,10 @@ class CamCheck:
         *,
         metric: str | None = None,
         threshold_name: str | None = None,
+        missing_policy: str = "fail",
     ) -> metrics.RateResult:
+        if missing_policy not in ("fail", "skip"):
+            raise ValueError(f'missing must be "fail" or "skip", got {missing_policy!r}')
         view = self if layer is None else self.with_options(layer=layer)
         outcomes: list[bool] = []
         ids: list[str] = []
@@ -307,15 +319,20 @@ class CamCheck:
                 errors.append(str(error))
                 continue
             reg = case.regions.get(region)
-            if reg is None:
+            if reg is None:  # counted as failed unless the test says missing="skip"
                 missing.append(case.id)
+                if missing_policy == "fail":
+                    outcomes.append(False)
+                    ids.append(case.id)
+                    classes.append(case.class_name)
+                    values.append(None)
                 continue
             ok, value = measure(case, reg)
             outcomes.append(bool(ok))
             ids.append(case.id)
             classes.append(case.class_name or (None if case.label is None else str(case.label)))
             values.append(value)
-        if not outcomes:
+        if len(missing) == len(view) or not outcomes:
             raise DataError(
                 f"no sample has a region named {region!r} ({len(missing)} samples checked); "
                 "check the annotations and the region name"
@@ -337,9 +354,18 @@ class CamCheck:
         )
 
     def pointing_game(
-        self, region: str, tolerance: float | None = None, *, layer: str | None = None
+        self,
+        region: str,
+        tolerance: float | None = None,
+        *,
+        layer: str | None = None,
+        missing: str = "fail",
     ) -> metrics.RateResult:
-        """Fraction of samples whose CAM peak lies in ``region`` (within ``tolerance`` px)."""
+        """Fraction of samples whose CAM peak lies in ``region`` (within ``tolerance`` px).
+
+        A sample without the region counts as failed; ``missing="skip"`` leaves it out. The
+        count of such samples is in the result (``missing``) and in a failing gate's message.
+        """
         tol = self.settings.peak_tolerance if tolerance is None else float(tolerance)
 
         def measure(case: CamCase, reg: Region) -> tuple[bool, float | None]:
@@ -353,12 +379,19 @@ class CamCheck:
             layer,
             metric="peak_hit",
             threshold_name="tolerance",
+            missing_policy=missing,
         )
 
     def energy_in_region(
-        self, region: str, min_fraction: float | None = None, *, layer: str | None = None
+        self,
+        region: str,
+        min_fraction: float | None = None,
+        *,
+        layer: str | None = None,
+        missing: str = "fail",
     ) -> metrics.RateResult:
-        """Fraction of samples whose ``region`` holds at least ``min_fraction`` of the energy."""
+        """Fraction of samples whose ``region`` holds at least ``min_fraction`` of the energy
+        (samples without the region: see :meth:`pointing_game`)."""
         thr = self.settings.min_energy if min_fraction is None else float(min_fraction)
 
         def measure(case: CamCase, reg: Region) -> tuple[bool, float | None]:
@@ -373,12 +406,19 @@ class CamCheck:
             layer,
             metric="energy_fraction",
             threshold_name="min_fraction",
+            missing_policy=missing,
         )
 
     def energy_outside_region(
-        self, region: str, max_fraction: float, *, layer: str | None = None
+        self,
+        region: str,
+        max_fraction: float,
+        *,
+        layer: str | None = None,
+        missing: str = "fail",
     ) -> metrics.RateResult:
-        """Fraction of samples whose ``region`` holds at most ``max_fraction`` of the energy."""
+        """Fraction of samples whose ``region`` holds at most ``max_fraction`` of the energy
+        (samples without the region: see :meth:`pointing_game`)."""
         thr = float(max_fraction)
 
         def measure(case: CamCase, reg: Region) -> tuple[bool, float | None]:
@@ -393,6 +433,7 @@ class CamCheck:
             layer,
             metric="energy_fraction",
             threshold_name="max_fraction",
+            missing_policy=missing,
         )
 
     def localization(
@@ -402,8 +443,10 @@ class CamCheck:
         threshold: float = 0.2,
         *,
         layer: str | None = None,
+        missing: str = "fail",
     ) -> metrics.RateResult:
-        """Fraction of samples whose thresholded-CAM box overlaps ``region`` with IoU >= min_iou."""
+        """Fraction of samples whose thresholded-CAM box overlaps ``region`` with IoU >= min_iou
+        (samples without the region: see :meth:`pointing_game`)."""
 
         def measure(case: CamCase, reg: Region) -> tuple[bool, float | None]:
             iou, _ = metrics.localization_iou(case.map, reg, threshold=threshold)
@@ -417,4 +460,5 @@ class CamCheck:
             layer,
             metric="iou",
             threshold_name="min_iou",
+            missing_policy=missing,
         )

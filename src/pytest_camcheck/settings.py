@@ -10,6 +10,7 @@ Imports neither torch nor pytest.
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 from collections.abc import Callable, Mapping
@@ -83,6 +84,8 @@ def _float(lo: float, hi: float | None) -> Callable[[str, Any], float]:
             v = float(str(value).strip())
         except ValueError:
             raise ConfigError(f"{key}: expected a number {rng}, got {value!r}") from None
+        if not math.isfinite(v):
+            raise ConfigError(f"{key}: expected a finite number {rng}, got {value!r}")
         if not (v >= lo and (hi is None or v <= hi)):
             raise ConfigError(f"{key}: expected a number {rng}, got {v:g}")
         return v
@@ -101,6 +104,24 @@ def default_workers() -> int:
     import os
 
     return max(0, min(4, os.cpu_count() or 1))
+
+
+def _output(key: str, value: Any) -> int | str | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    text = str(value).strip()
+    if not text:
+        return None
+    if re.fullmatch(r"-?\d+", text):
+        return int(text)
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", text):
+        raise ConfigError(
+            f"{key}: expected an output index (e.g. 1 for the second element of a tuple) or a "
+            f"key of a dict output (e.g. logits), got {value!r}"
+        )
+    return text
 
 
 def _device(key: str, value: Any) -> str:
@@ -239,6 +260,13 @@ OPTIONS: tuple[Option, ...] = (
         "min_energy", _float(0.0, 1.0), 0.5, "default fraction of CAM energy a region must hold"
     ),
     Option("target", _target, "label", "class explained: label | predicted"),
+    Option(
+        "output",
+        _output,
+        None,
+        "the model output to explain when the model returns a tuple or dict: an index or a key "
+        "(default: the first tensor)",
+    ),
     Option("report", _str, None, "write the HTML report (and a .json sidecar) to this path"),
     Option("report_all", _bool, False, "also show passing cases in the report", flag=True),
     Option("report_max_cases", _int(1), 200, "most cards in the report"),
@@ -268,6 +296,7 @@ class Settings:
     peak_tolerance: float = 0.0
     min_energy: float = 0.5
     target: str = "label"
+    output: int | str | None = None
     report: str | None = None
     report_all: bool = False
     report_max_cases: int = 200

@@ -19,6 +19,7 @@ Knows nothing of pytest.
 from __future__ import annotations
 
 import time
+import warnings
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -30,7 +31,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from .cam.engine import compute_cams, model_device_dtype, select_output
-from .errors import CamcheckError, ConfigError, DataError
+from .errors import CamcheckError, CamcheckWarning, ConfigError, DataError
 from .regions import Sample
 
 __all__ = ["Batch", "BatchStore", "MapConfig", "StoreStats"]
@@ -52,6 +53,7 @@ class MapConfig:
         target: ``"label"`` or ``"predicted"``.
         amp: whether the forward runs under autocast.
         batch_size: images per forward pass.
+        output: which model output holds the logits (an index or a key; None: the first).
     """
 
     layers: tuple[str, ...] | None
@@ -59,6 +61,7 @@ class MapConfig:
     target: str
     amp: bool
     batch_size: int
+    output: int | str | None = None
 
     @classmethod
     def from_settings(cls, settings: Any) -> MapConfig:
@@ -68,6 +71,7 @@ class MapConfig:
             target=settings.target,
             amp=bool(settings.amp),
             batch_size=int(settings.batch_size),
+            output=getattr(settings, "output", None),
         )
 
     def same_pass(self, other: MapConfig) -> bool:
@@ -248,6 +252,7 @@ class BatchStore:
         self._images: OrderedDict[int, tuple[np.ndarray, int]] = OrderedDict()
         self._display_bytes = 0
         self._position: dict[str, int] | None = None
+        self._warned_width: set[int | str | None] = set()
 
     # -- the dataset ----------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -452,16 +457,23 @@ class BatchStore:
                 targets = labels
             else:  # unlabelled samples explain their prediction
                 with torch.no_grad():
-                    pred = select_output(self.model(x), None).argmax(dim=1).cpu()
+                    pred = select_output(self.model(x), config.output).argmax(dim=1).cpu()
                 targets = [
                     v if isinstance(v, int) and not isinstance(v, bool) else int(p)
                     for v, p in zip(labels, pred)
                 ]
         layers = list(slot.layers or config.layers or []) or None
         result = compute_cams(
-            self.model, x, layers=layers, method=config.method, targets=targets, amp=config.amp
+            self.model,
+            x,
+            layers=layers,
+            method=config.method,
+            targets=targets,
+            amp=config.amp,
+            output=config.output,
         )
         self.stats.batches += 1
+        self._check_width(config, int(result.logits.shape[-1]))
         slot.layers = tuple(result.layers)
         batch = Batch(
             number=number,
@@ -481,6 +493,23 @@ class BatchStore:
         if self.keep_images:
             self._keep_images(batch, x, good)
         return batch
+
+    def _check_width(self, config: MapConfig, width: int) -> None:
+        """Warn once when the explained output's width is not the dataset's class count."""
+        names = getattr(self.dataset, "class_names", None)
+        if not names or width == len(names) or config.output in self._warned_width:
+            return
+        self._warned_width.add(config.output)
+        which = "the first output" if config.output is None else f"output {config.output!r}"
+        warnings.warn(
+            CamcheckWarning(
+                f"camcheck explains {which} of the model, which has {width} values, but the "
+                f"dataset has {len(names)} classes ({', '.join(map(str, names[:5]))}"
+                f"{', ...' if len(names) > 5 else ''}); if the model returns several outputs, "
+                "choose the logits with camcheck_output (an index or a key)"
+            ),
+            stacklevel=2,
+        )
 
     # -- display maps and images ------------------------------------------------------------
     def _keep_display(self, slot: _Slot, batch: Batch, maps: dict[str, Tensor]) -> None:

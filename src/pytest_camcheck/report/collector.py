@@ -86,6 +86,9 @@ class ReportCollector:
         self.cases: dict[str, dict[str, Any]] = {}
         self.gates: dict[tuple[str, str], dict[str, Any]] = {}
         self.written: Path | None = None
+        self.error: str | None = None
+        self.skipped_reason: str | None = None
+        self._ran = False
         self._outcomes: dict[str, str] = {}
 
     # ------------------------------------------------------------ harvesting
@@ -122,6 +125,7 @@ class ReportCollector:
         teardown report is kept (with the call phase's verdict when it has no outcome).
         """
         nodeid = report.nodeid
+        self._ran = True
         entries = _entries(report)
         if report.when == "call":
             outcome = _report_outcome(report)
@@ -160,7 +164,15 @@ class ReportCollector:
             return {"_error": f"{type(exc).__name__}: {exc}"}
 
     def pytest_sessionfinish(self, session: Any) -> None:
-        """Write the report (also after an interrupted run: it holds what was collected)."""
+        """Write the report (also after an interrupted run: it holds what was collected).
+
+        A run in which no test ran (``--collect-only``, a usage error, nothing selected) leaves
+        an existing report alone. A write that fails is reported as a warning in the terminal
+        summary; the test outcomes stand.
+        """
+        if not self._ran:
+            self.skipped_reason = "no test ran"
+            return
         from .html import write_report
 
         try:
@@ -171,15 +183,24 @@ class ReportCollector:
                 include_passed=self.include_passed,
                 max_cases=self.max_cases,
             )
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot write the camcheck report to {self.path}: {exc}; make sure its directory "
-                "is writable, or pass another path with --camcheck-report"
-            ) from exc
+        except (OSError, ConfigError) as exc:
+            self.error = f"could not write the camcheck report to {self.path}: {exc}"
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        """``camcheck report: <path> (<n> failing cases, <m> gates)``."""
+        """``camcheck report: <path> (<n> failing cases, <m> gates)``, or why none was written."""
+        if self.error is not None:
+            terminalreporter.write_sep("-", "camcheck report NOT written", yellow=True)
+            terminalreporter.write_line(
+                f"warning: {self.error}; the test results above stand. Make sure the folder is "
+                "writable, or pass another path with --camcheck-report",
+                yellow=True,
+            )
+            return
         if self.written is None:
+            if self.skipped_reason and self.path.exists():
+                terminalreporter.write_line(
+                    f"camcheck report: {self.path} left as it was ({self.skipped_reason})"
+                )
             return
         n, m = self.failing_cases, len(self.gates)
         terminalreporter.write_sep(

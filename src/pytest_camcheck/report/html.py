@@ -28,6 +28,7 @@ from typing import IO, Any
 from markupsafe import Markup
 
 from ..errors import ConfigError
+from .files import GENERATOR, json_path_for
 from .records import SCHEMA_VERSION, jsonable
 
 __all__ = [
@@ -749,6 +750,7 @@ def report_json(
     cases, gates = _split(records)
     return {
         "schema_version": SCHEMA_VERSION,
+        "generator": GENERATOR,
         "generated": generated,
         "summary": _jsonable(dict(summary or {})),
         "counts": dict(counts),
@@ -805,7 +807,7 @@ def write_report(
     html_text = render_html(view)
     payload = report_json(summary, records, counts, generated)
     target.parent.mkdir(parents=True, exist_ok=True)
-    json_path = target.with_suffix(".json")
+    json_path = json_path_for(target)
 
     def write_html(fh: IO[str]) -> None:
         fh.write(html_text)
