@@ -24,6 +24,7 @@ import numpy as np
 
 from pytest_camcheck.regions import Region
 from pytest_camcheck.report.html import write_report
+from pytest_camcheck.report.records import CaseRecord, Evidence, RegionInfo
 from pytest_camcheck.report.render import render_case_images
 
 SIZE = 224
@@ -52,38 +53,44 @@ def make_case(rng: np.random.Generator) -> tuple[np.ndarray, dict[str, np.ndarra
     return rgb, maps, box, peak
 
 
-def make_record(index: int, images: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+def make_record(index: int, images: dict[str, Any], rng: np.random.Generator) -> CaseRecord:
     """A failing ``camcheck_case`` record as the plugin would send it."""
     fraction = float(rng.uniform(0.0, 0.5))
-    return {
-        "kind": "case",
-        "nodeid": f"tests/test_cams.py::test_energy[sample_{index:04d}]",
-        "case_id": f"bench/sample_{index:04d}",
-        "outcome": "failed",
-        "message": f"sample bench/sample_{index:04d}: energy in 'object' {fraction:.1%} < 50.0%",
-        "evidence": [
-            {
-                "kind": "energy_in_region",
-                "passed": False,
-                "fraction": fraction,
-                "min_fraction": 0.5,
-                "region": "object",
-            }
-        ],
-        "path": f"data/bench/sample_{index:04d}.png",
-        "label": index % 10,
-        "class_name": f"class_{index % 10}",
-        "prediction": (index + 1) % 10,
-        "prediction_name": f"class_{(index + 1) % 10}",
-        "probability": float(rng.uniform(0.3, 1.0)),
-        "method": "gradcam",
-        "layer": LAYERS[0],
-        "layers": list(LAYERS),
-        "degenerate": False,
-        "metrics": {"energy_in[object]": fraction, "peak_hit[object]": False},
-        "severity": 0.5 - fraction,
-        "images": images,
-    }
+    case_id = f"bench/sample_{index:04d}"
+    message = (
+        f"sample {case_id}, layer {LAYERS[0]}: only {fraction:.1%} of the CAM energy lies "
+        "inside region 'object' (required at least 50.0%)"
+    )
+    found = Evidence(
+        check="energy_in_region",
+        passed=False,
+        metric="energy_fraction",
+        value=fraction,
+        threshold_name="min_fraction",
+        threshold=0.5,
+        sample=case_id,
+        layer=LAYERS[0],
+        method="gradcam",
+        region=RegionInfo("object"),
+        message=message,
+    )
+    return CaseRecord(
+        nodeid=f"tests/test_cams.py::test_energy[sample_{index:04d}]",
+        case_id=case_id,
+        outcome="failed",
+        message=message,
+        evidence=(found,),
+        layer=LAYERS[0],
+        method="gradcam",
+        layers=LAYERS,
+        label=index % 10,
+        class_name=f"class_{index % 10}",
+        prediction=(index + 1) % 10,
+        prediction_name=f"class_{(index + 1) % 10}",
+        probability=float(rng.uniform(0.3, 1.0)),
+        path=f"data/bench/sample_{index:04d}.png",
+        images=images,
+    )
 
 
 def run(cases: int, out: Path, *, seed: int = 0, max_cases: int | None = None) -> dict[str, Any]:

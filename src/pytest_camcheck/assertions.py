@@ -170,7 +170,7 @@ def _check_degenerate(cam: np.ndarray, ev: dict[str, Any], what: str) -> None:
             reason = f"the raw map (before ReLU and upsampling) {raw_reason.removeprefix('it ')}"
     ev["degenerate"] = reason
     ctx = {k: ev.get(k) for k in ("sample", "layer", "method")}
-    where = _prefix(ctx).rstrip(": ")
+    where = _prefix(ctx)[:-2]  # the prefix is empty or ends in exactly ": "
     _fail(
         f"degenerate CAM{' for ' + where if where else ''}: {reason}, so {what} cannot be "
         "judged. A degenerate map means the model gave no spatial evidence for the class at "
@@ -543,7 +543,8 @@ def assert_pass_rate(result: RateResult, min_rate: float, bound: str = "lower") 
         )
         _fail(
             f"{result.name}: {what} {_pct(measured, need)} < required {_pct(need)} ({detail})"
-            f"{_worst_classes(result, need)}{_failing_samples(result)}{skipped}",
+            f"{_worst_classes(result, need)}{_failing_samples(result)}{skipped}"
+            f"{''.join('; ' + note for note in result.notes)}",
             ev,
         )
     _passed(ev)

@@ -6,6 +6,8 @@ Importing this module is cheap: it imports neither torch nor pytest.
 from __future__ import annotations
 
 __all__ = [
+    "BaselineError",
+    "BaselineWritten",
     "CamAssertionError",
     "CamcheckError",
     "CamcheckWarning",
@@ -51,6 +53,16 @@ class CamAssertionError(AssertionError):
     def __init__(self, message: str, evidence: dict | None = None) -> None:
         super().__init__(message)
         self.evidence: dict = dict(evidence or {})
+
+
+class BaselineError(CamcheckError):
+    """A stored baseline cannot be used: corrupt, foreign, from a newer schema, or made for
+    another map configuration (the message names the file and the field)."""
+
+
+class BaselineWritten(CamAssertionError):
+    """A baseline was missing (or ``--camcheck-update-baselines`` was given) and has been
+    written: the test fails so that a new baseline never passes unnoticed."""
 
 
 class CamcheckWarning(UserWarning):

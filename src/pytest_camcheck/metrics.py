@@ -431,6 +431,10 @@ class RateResult:
         method: the CAM method of those maps, when known.
         metric: the name of the per-sample value (e.g. ``"energy_fraction"``).
         threshold_name: what the per-sample threshold is called (e.g. ``"min_fraction"``).
+        ids: the ids of the evaluated samples, in order (``values`` follow them).
+        notes: remarks a failing gate's message repeats (e.g. samples added since a baseline).
+        extra: what a check adds for the report's plot (JSON types only; e.g. the deletion
+            curves of :mod:`pytest_camcheck.sanity`); empty for the plain rates.
     """
 
     name: str
@@ -449,6 +453,9 @@ class RateResult:
     method: str | None = None
     metric: str | None = None
     threshold_name: str | None = None
+    ids: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict (nan becomes None)."""
@@ -469,6 +476,9 @@ class RateResult:
             "method": self.method,
             "metric": self.metric,
             "threshold_name": self.threshold_name,
+            "ids": list(self.ids),
+            "notes": list(self.notes),
+            "extra": dict(self.extra),
         }
 
     def __str__(self) -> str:
@@ -478,6 +488,8 @@ class RateResult:
         )
         if self.missing:
             text += f"; {len(self.missing)} skipped (region missing)"
+        if self.notes:
+            text += "; " + "; ".join(self.notes)
         return text
 
 
@@ -495,6 +507,8 @@ def rate_result(
     method: str | None = None,
     metric: str | None = None,
     threshold_name: str | None = None,
+    notes: Sequence[str] = (),
+    extra: dict[str, Any] | None = None,
 ) -> RateResult:
     """Build a :class:`RateResult` from per-sample outcomes.
 
@@ -509,6 +523,8 @@ def rate_result(
         confidence: the confidence level of the intervals.
         layer / method: the maps measured, when known (carried for messages and the report).
         metric / threshold_name: the names of the per-sample value and of its threshold.
+        notes: remarks carried by the result (and repeated by a failing gate's message).
+        extra: plot data for the report (the whole result's only, not the per-class ones).
 
     Raises:
         ValueError: the sequences have different lengths.
@@ -550,6 +566,9 @@ def rate_result(
             method=method,
             metric=metric,
             threshold_name=threshold_name,
+            ids=tuple(id_list[i] for i in idx),
+            notes=tuple(str(n) for n in notes) if top else (),
+            extra=dict(extra or {}) if top else {},
         )
 
     groups: dict[str, list[int]] = {}

@@ -13,6 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
+from pytest_camcheck.report.records import CaseRecord, GateRecord, record_from_dict
+
 TESTS = """
 import pytest
 from pytest_camcheck import assert_energy_in_region, assert_pass_rate
@@ -65,6 +67,7 @@ class _Cards(HTMLParser):
 
 @dataclass
 class Parsed:
+    out: Path
     result: pytest.RunResult
     html: str
     cards: list[dict[str, Any]]
@@ -84,9 +87,14 @@ def run_and_parse(camcheck_project):
         parser = _Cards()
         parser.feed(html)
         data = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
-        return Parsed(result, html, parser.cards, parser.images, data)
+        return Parsed(out, result, html, parser.cards, parser.images, data)
 
     return run
+
+
+def temp_files(root: Path) -> list[Path]:
+    """The report writer's temporary files (``.<name>.<random>.tmp``) anywhere under ``root``."""
+    return sorted(p for p in root.rglob(".*.tmp") if p.is_file())
 
 
 def _decode(src: str) -> np.ndarray:
@@ -115,19 +123,48 @@ def _check(parsed: Parsed) -> None:
         _decode(src)
     assert "<script" not in parsed.html.lower()
     data = parsed.data
-    assert data["schema_version"] == 1
-    assert data["summary"]["model"] == "toymodel:sneaky"
-    assert data["summary"]["method"] == "gradcam"
-    assert data["summary"]["layers"] == ["features"]  # resolved, also when workers computed it
+    assert data["schema_version"] == 2
+    summary = data["summary"]
+    assert summary["model"] == "toymodel:sneaky" and summary["model_kwargs"] == {}
+    assert summary["method"] == "gradcam"
+    assert summary["layers"] == ["features"]  # resolved, also when workers computed it
+    assert summary["settings"]["model"] == "toymodel:sneaky"
+    assert summary["settings"]["method"] == "gradcam"
     cases = {c["nodeid"]: c for c in data["cases"]}
+    assert len(cases) == 12  # every per-sample item: 6 of test_energy, 6 of test_energy_xfail
     failed = cases["test_cam.py::test_energy[red/red_00]"]
     assert failed["outcome"] == "failed" and failed["case_id"] == "red/red_00"
-    assert failed["metrics"]["energy_in[object]"] < 0.6
-    assert "red/red_00" in failed["message"]
+    assert "metrics" not in failed
+    assert failed["message"].startswith("sample red/red_00, layer features: only ")
+    # the assertion's own evidence: what it measured, on which map, against which limit
+    (ev,) = failed["evidence"]
+    assert (ev["check"], ev["passed"], ev["sample"]) == ("energy_in_region", False, "red/red_00")
+    assert (ev["layer"], ev["method"]) == ("features", "gradcam")
+    assert ev["metric"] == "energy_fraction" and ev["value"] < 0.6
+    assert ev["threshold_name"] == "min_fraction" and ev["threshold"] == 0.6
+    assert ev["region"]["name"] == "object" and ev["message"] == failed["message"]
+    assert (failed["layer"], failed["method"]) == ("features", "gradcam")
+    assert failed["severity"] > 1.0
+    passed = cases["test_cam.py::test_energy[green/green_00]"]
+    assert passed["outcome"] == "passed" and passed["evidence"][0]["passed"] is True
+    assert passed["severity"] == 0.0 and passed["message"] is None
     assert cases["test_cam.py::test_energy_xfail[red/red_01]"]["outcome"] == "xfailed"
-    (gate,) = data["gates"]
-    assert gate["count"] == 6 and gate["passed"] == 3 and gate["outcome"] == "failed"
-    assert 0 <= gate["lower"] <= 0.5 <= gate["upper"] <= 1
+    for case in data["cases"]:  # every case reads back as a record of the schema
+        record = record_from_dict(case)
+        assert isinstance(record, CaseRecord)
+        assert {k: v for k, v in record.to_dict().items() if k != "images"} == case
+    (gate_data,) = data["gates"]
+    gate = record_from_dict(gate_data)
+    assert isinstance(gate, GateRecord) and gate.to_dict() == gate_data
+    assert gate.count == 6 and gate.passed == 3 and gate.outcome == "failed"
+    assert 0 <= gate.lower <= 0.5 <= gate.upper <= 1
+    assert gate.layer == "features" and gate.min_rate == 0.9 and gate.bound == "lower"
+    assert gate.failures == ("red/red_00", "red/red_01", "red/red_02")
+    # nothing but the report next to it: no temporary file left behind
+    assert sorted(p.name for p in parsed.out.parent.iterdir()) == [
+        "cam-report.html",
+        "cam-report.json",
+    ]
 
 
 def test_report_plain(run_and_parse) -> None:
@@ -176,7 +213,32 @@ def test_user_strings_are_escaped(camcheck_project) -> None:
     html = out.read_text(encoding="utf-8")
     assert "<script>" not in html
     assert "&lt;script&gt;alert(1)&lt;_script&gt;" in html
-    assert Path(str(out) + ".tmp").exists() is False
+    assert temp_files(project.root) == []
+
+
+def test_a_failed_write_leaves_no_temporary_file(camcheck_project) -> None:
+    project = camcheck_project(tests=TESTS, watermark=True, model="toymodel:sneaky")
+    out = project.root / "out" / "cam-report.html"
+    # during the run, the JSON file's place is taken by a folder: the report's temporary files
+    # are written at the end of the session, and the move of the second one fails
+    project.pytester.makepyfile(
+        test_zz_block=f"""
+        from pathlib import Path
+
+        def test_block():
+            (Path({str(out.with_suffix(".json"))!r}) / "keep").mkdir(parents=True)
+        """
+    )
+    result = project.run(f"--camcheck-report={out}", subprocess=True)
+    result.assert_outcomes(passed=4, failed=4, xfailed=3, xpassed=3)  # the results stand
+    result.stdout.fnmatch_lines(
+        [
+            "*camcheck report NOT written*",
+            f"warning: could not write the camcheck report to {out}:*--camcheck-report*",
+        ]
+    )
+    assert [p.name for p in out.with_suffix(".json").iterdir()] == ["keep"]
+    assert temp_files(project.root) == []
 
 
 def test_overlay_attached_to_pytest_html(camcheck_project) -> None:

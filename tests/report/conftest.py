@@ -1,15 +1,16 @@
-"""Helpers for the report tests: fake records with real pictures, and an HTML parser.
+"""Helpers for the report tests: real records with real pictures, and an HTML parser.
 
-The records follow the plugin's contract (see ``pytest_camcheck.report.collector``); their
-pictures are rendered with the real :func:`render_case_images` from tiny synthetic images whose
-CAM peak and annotated box are known by construction.
+The records are built with the schema's own constructors (:class:`CaseRecord`,
+:class:`GateRecord`, :class:`Evidence`; gates from the evidence of the real
+``assert_pass_rate``); their pictures are rendered with the real :func:`render_case_images`
+from tiny synthetic images whose CAM peak and annotated box are known by construction.
 """
 
 from __future__ import annotations
 
 import base64
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from html.parser import HTMLParser
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,7 +20,18 @@ import cv2
 import numpy as np
 import pytest
 
+from pytest_camcheck import evidence
+from pytest_camcheck.assertions import assert_pass_rate
+from pytest_camcheck.errors import CamAssertionError
+from pytest_camcheck.metrics import RateResult, rate_result
 from pytest_camcheck.regions import Region
+from pytest_camcheck.report.records import (
+    CaseRecord,
+    Evidence,
+    GateRecord,
+    PeakInfo,
+    RegionInfo,
+)
 from pytest_camcheck.report.render import render_case_images
 
 XSS = "<script>alert(1)</script>"
@@ -43,75 +55,161 @@ def case_images(seed: int = 0, layers: tuple[str, ...] = ("layer4", "layer3")) -
     return render_case_images(rgb, maps, layers[0], regions, (12, 48))
 
 
+HEAD_BBOX = {"x0": 4.0, "y0": 20.0, "x1": 24.0, "y1": 44.0}  # the box of case_images()
+HEAD_SHARE = 20 * 24 / (48 * 64)
+_FAILING = ("failed", "error", "xfailed")
+
+
+def energy_evidence(
+    fraction: float | None,
+    threshold: float = 0.5,
+    *,
+    sample: str | None = "cat_001",
+    region: str = "head",
+    layer: str | None = "layer4",
+    method: str | None = "gradcam",
+    degenerate: str | None = None,
+) -> Evidence:
+    """What ``assert_energy_in_region`` records for ``fraction`` against ``threshold``."""
+    passed = degenerate is None and fraction is not None and fraction >= threshold
+    where = ", ".join(
+        p for p in (f"sample {sample}" if sample else "", f"layer {layer}" if layer else "") if p
+    )
+    prefix = f"{where}: " if where else ""
+    if degenerate is not None:
+        message = f"degenerate CAM for {where}: {degenerate}, so the share cannot be judged"
+    elif passed or fraction is None:
+        message = None
+    else:
+        message = (
+            f"{prefix}only {fraction:.1%} of the CAM energy lies inside region {region!r} "
+            f"(required at least {threshold:.1%})"
+        )
+    return Evidence(
+        check="energy_in_region",
+        passed=passed,
+        metric="energy_fraction",
+        value=None if degenerate else fraction,
+        threshold_name="min_fraction",
+        threshold=threshold,
+        sample=sample,
+        layer=layer,
+        method=method,
+        target=3,
+        region=RegionInfo(region, dict(HEAD_BBOX), HEAD_SHARE),
+        peak=PeakInfo(12, 48, 1.0, 1),
+        message=message,
+        degenerate=degenerate,
+    )
+
+
 def make_case(
     nodeid: str = "tests/test_cams.py::test_energy[cat_001]",
     *,
     outcome: str = "failed",
-    severity: float = 1.0,
+    fraction: float | None = None,
+    severity: float | None = None,
     images: dict[str, Any] | None = None,
     **overrides: Any,
-) -> dict[str, Any]:
-    """A ``camcheck_case`` record (JSON-serialisable), with pictures unless ``images={}``."""
-    case_id = nodeid.rsplit("[", 1)[-1].rstrip("]") if "[" in nodeid else nodeid
-    record: dict[str, Any] = {
-        "kind": "case",
+) -> CaseRecord:
+    """A ``camcheck_case`` record built like the plugin builds it, with pictures unless
+    ``images={}``.
+
+    Its one piece of evidence is an energy check of region 'head' against 0.5 that measured
+    ``fraction`` (default: 0.31 for a failing outcome, 0.72 otherwise). ``severity`` (for a
+    failing outcome) picks the fraction instead: a miss of ``severity - 1`` in [1, 1.5], or a
+    degenerate drawn map and a miss of ``severity - 2`` in [2, 2.5].
+    """
+    case_id = overrides.pop("case_id", None)
+    if case_id is None:
+        case_id = nodeid.rsplit("[", 1)[-1].rstrip("]") if "[" in nodeid else nodeid
+    degenerate = bool(overrides.pop("degenerate", False))
+    if severity is not None and outcome in _FAILING:
+        degenerate = degenerate or severity >= 2.0
+        miss = severity - (2.0 if degenerate else 1.0)
+        assert 0.0 <= miss <= 0.5, f"severity {severity} is not made from one miss below 0.5"
+        fraction = 0.5 - miss
+    if fraction is None:
+        fraction = 0.31 if outcome in _FAILING else 0.72
+    values: dict[str, Any] = {
         "nodeid": nodeid,
         "case_id": case_id,
         "outcome": outcome,
-        "message": f"sample {case_id}: energy in 'head' 31.0% < 50.0%",
-        "evidence": [
-            {
-                "kind": "energy_in_region",
-                "passed": False,
-                "fraction": 0.31,
-                "min_fraction": 0.5,
-                "region": "head",
-            }
-        ],
-        "path": f"data/{case_id}.png",
+        "evidence": (energy_evidence(fraction, sample=case_id),),
+        "layer": "layer4",
+        "method": "gradcam",
+        "layers": ("layer4", "layer3"),
+        "target": 3,
         "label": 3,
         "class_name": "cat",
         "prediction": 5,
         "prediction_name": "dog",
         "probability": 0.91,
-        "method": "gradcam",
-        "layer": "layer4",
-        "layers": ["layer4", "layer3"],
-        "degenerate": False,
-        "metrics": {"energy_in[head]": 0.31, "peak_hit[head]": False},
-        "severity": severity,
+        "path": f"data/{case_id}.png",
+        "degenerate": degenerate,
+        "settings": {"layer": ["layer4"], "method": "gradcam", "min_energy": 0.5},
         "images": case_images() if images is None else images,
     }
-    record.update(overrides)
-    return record
+    values.update(overrides)
+    if "message" not in overrides:  # the first failing assertion's message, as the plugin's
+        values["message"] = next((e.message for e in values["evidence"] if e.message), None)
+    if isinstance(values["layers"], list):
+        values["layers"] = tuple(values["layers"])
+    return CaseRecord(**values)
 
 
-def make_gate(nodeid: str = "tests/test_cams.py::test_pointing_game", **overrides: Any) -> dict:
-    """A failing ``camcheck_gate`` record with two classes and per-sample values."""
-    record: dict[str, Any] = {
-        "kind": "gate",
-        "nodeid": nodeid,
-        "outcome": "failed",
-        "message": "pointing_game[head, tol=15]: lower 95% bound 78.6% < required 90.0%",
-        "name": "pointing_game[head, tol=15]",
-        "passed": 45,
-        "count": 50,
-        "rate": 0.9,
-        "lower": 0.786,
-        "upper": 0.957,
-        "confidence": 0.95,
-        "min_rate": 0.9,
-        "bound": "lower",
-        "threshold": 0.5,
-        "values": [i / 50 for i in range(50)],
-        "per_class": {
-            "cat": {"passed": 27, "count": 30, "rate": 0.9, "lower": 0.74, "upper": 0.97},
-            "dog": {"passed": 18, "count": 20, "rate": 0.9, "lower": 0.70, "upper": 0.97},
-        },
-        "failures": ["cat/cat_004", "dog/dog_017"],
-    }
-    record.update(overrides)
-    return record
+def gate_result(
+    name: str = "energy[head] @ layer4",
+    classes: tuple[tuple[str, int, int], ...] = (("cat", 30, 3), ("dog", 20, 2)),
+) -> RateResult:
+    """A real rate result: per class ``(name, samples, failures)``; failing samples measured
+    0.1, 0.2, ... and passing ones 0.5 and up (per-sample threshold 0.5)."""
+    outcomes, ids, labels, values = [], [], [], []
+    for cls, count, fails in classes:
+        for i in range(count):
+            value = round(0.1 * (i + 1), 3) if i < fails else round(0.5 + 0.4 * i / count, 3)
+            outcomes.append(value >= 0.5)
+            ids.append(f"{cls}/{cls}_{i:03d}")
+            labels.append(cls)
+            values.append(value)
+    return rate_result(
+        name,
+        outcomes,
+        ids,
+        labels,
+        values=values,
+        threshold=0.5,
+        layer="layer4",
+        method="gradcam",
+        metric="energy_fraction",
+        threshold_name="min_fraction",
+    )
+
+
+def gate_evidence(result: RateResult, min_rate: float = 0.9, bound: str = "lower") -> Evidence:
+    """The evidence the real ``assert_pass_rate`` records (pass or fail)."""
+    with evidence.collecting() as scope:
+        try:
+            assert_pass_rate(result, min_rate, bound=bound)
+        except CamAssertionError:
+            pass
+    (item,) = scope.items
+    return item
+
+
+def make_gate(
+    nodeid: str = "tests/test_cams.py::test_energy_gate",
+    *,
+    result: RateResult | None = None,
+    min_rate: float = 0.9,
+    outcome: str = "failed",
+    **overrides: Any,
+) -> GateRecord:
+    """The gate the plugin records for one ``assert_pass_rate`` (by default a failing one:
+    45/50 with two classes, lower bound 78.6% < 90%)."""
+    item = gate_evidence(gate_result() if result is None else result, min_rate)
+    gate = GateRecord.from_evidence(nodeid, item, outcome)
+    return replace(gate, **overrides) if overrides else gate
 
 
 SUMMARY = {
@@ -124,6 +222,8 @@ SUMMARY = {
     "device": "cpu",
     "target": "label",
     "thresholds": {"peak_tolerance": 15.0, "min_energy": 0.5},
+    "model_kwargs": {"num_classes": 10},
+    "settings": {"batch_size": 8, "num_workers": 0},
     "versions": {"python": "3.11", "torch": "2.x", "pytest-camcheck": "0.1.0"},
 }
 
@@ -246,7 +346,7 @@ def rh() -> SimpleNamespace:
     Example::
 
         def test_x(rh, tmp_path):
-            write_report(tmp_path / "r.html", rh.SUMMARY, [rh.make_case()])
+            write_report(tmp_path / "r.html", rh.SUMMARY, [rh.make_case(fraction=0.2)])
             assert len(rh.read_report(tmp_path / "r.html").cards) == 1
     """
     return SimpleNamespace(
@@ -256,8 +356,12 @@ def rh() -> SimpleNamespace:
         DATA_PREFIX=DATA_PREFIX,
         blob=blob,
         case_images=case_images,
+        HEAD_BBOX=HEAD_BBOX,
+        energy_evidence=energy_evidence,
         make_case=make_case,
         make_gate=make_gate,
+        gate_result=gate_result,
+        gate_evidence=gate_evidence,
         decode_png=decode_png,
         decode_b64_png=decode_b64_png,
         parse_html=parse_html,

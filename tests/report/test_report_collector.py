@@ -6,14 +6,15 @@ import json
 import subprocess
 import sys
 import types
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from pytest_camcheck.errors import ConfigError
 from pytest_camcheck.report.collector import ReportCollector, attach_pytest_html
+from pytest_camcheck.report.records import CaseRecord, GateRecord, record_from_dict
 
 
 def fake_report(
@@ -39,6 +40,13 @@ def fake_report(
     return report
 
 
+def without_outcome(record: CaseRecord) -> dict[str, Any]:
+    """A record's dict as another producer might send it: no outcome (pytest decides)."""
+    data = record.to_dict()
+    del data["outcome"]
+    return data
+
+
 def run_test(collector: ReportCollector, nodeid: str, call: str, props, **kw) -> None:
     """Feed the three phase reports of one test; the properties ride on call and teardown."""
     collector.pytest_runtest_logreport(fake_report(nodeid, "setup"))
@@ -55,17 +63,26 @@ def collector(tmp_path: Path) -> ReportCollector:
 
 def test_one_record_per_test_from_the_call_phase(collector, rh) -> None:
     rec = rh.make_case("t.py::a", images={})
-    run_test(collector, "t.py::a", "failed", [("camcheck_case", rec), ("other", 1)])
+    run_test(collector, "t.py::a", "failed", [("camcheck_case", rec.to_dict()), ("other", 1)])
     assert list(collector.cases) == ["t.py::a"]
     assert collector.cases["t.py::a"]["outcome"] == "failed"
     assert collector.failing_cases == 1
+    assert record_from_dict(collector.cases["t.py::a"]) == rec, "kept as it was sent"
 
 
 def test_records_in_xdist_form_and_gates_by_name(collector, rh) -> None:
-    gate_a, gate_b = rh.make_gate(name="pointing"), rh.make_gate(name="energy", outcome="passed")
-    props = [["camcheck_gate", gate_a], ["camcheck_gate", gate_b], ["junk"], "junk"]
+    gate_a = rh.make_gate(name="pointing")
+    gate_b = rh.make_gate(name="energy", min_rate=0.5)  # reached: passed in a failing test
+    assert (gate_a.outcome, gate_b.outcome) == ("failed", "passed")
+    props = [
+        ["camcheck_gate", gate_a.to_dict()],
+        ["camcheck_gate", gate_b.to_dict()],
+        ["junk"],
+        "junk",
+    ]
     run_test(collector, "t.py::gates", "failed", props)
     assert sorted(name for _, name in collector.gates) == ["energy", "pointing"]
+    assert record_from_dict(collector.gates[("t.py::gates", "pointing")]) == gate_a
     # a gate that passed inside a failing test stays passed
     assert collector.gates[("t.py::gates", "energy")]["outcome"] == "passed"
     assert collector.gates[("t.py::gates", "pointing")]["outcome"] == "failed"
@@ -78,13 +95,13 @@ def test_missing_outcomes_take_pytest_verdict(collector, rh) -> None:
         ("t.py::xf", "skipped", True, "xfailed"),
         ("t.py::xp", "passed", True, "xpassed"),
     ]:
-        rec = rh.make_case(nodeid, images={}, outcome=None)
+        rec = without_outcome(rh.make_case(nodeid, images={}))
         run_test(collector, nodeid, call, [("camcheck_case", rec)], xfail=xfail)
         assert collector.cases[nodeid]["outcome"] == expected, nodeid
 
 
 def test_a_setup_error_with_a_record_is_an_error(collector, rh) -> None:
-    rec = rh.make_case("t.py::s", images={}, outcome=None)
+    rec = without_outcome(rh.make_case("t.py::s", images={}))
     collector.pytest_runtest_logreport(
         fake_report("t.py::s", "setup", "failed", [("camcheck_case", rec)])
     )
@@ -96,7 +113,7 @@ def test_a_setup_error_with_a_record_is_an_error(collector, rh) -> None:
 
 
 def test_a_teardown_failure_turns_the_case_into_an_error(collector, rh) -> None:
-    rec = rh.make_case("t.py::t", images={}, outcome="passed")
+    rec = rh.make_case("t.py::t", images={}, outcome="passed").to_dict()
     props = [("camcheck_case", rec)]
     collector.pytest_runtest_logreport(fake_report("t.py::t", "setup"))
     collector.pytest_runtest_logreport(fake_report("t.py::t", "call", "passed", props))
@@ -104,8 +121,20 @@ def test_a_teardown_failure_turns_the_case_into_an_error(collector, rh) -> None:
     assert collector.cases["t.py::t"]["outcome"] == "error"
 
 
+def test_a_changed_outcome_changes_the_severity(collector, rh) -> None:
+    rec = rh.make_case("t.py::t", images={}, outcome="passed")
+    assert rec.severity == 0.0
+    props = [("camcheck_case", rec.to_dict())]
+    collector.pytest_runtest_logreport(fake_report("t.py::t", "setup"))
+    collector.pytest_runtest_logreport(fake_report("t.py::t", "call", "passed", props))
+    collector.pytest_runtest_logreport(fake_report("t.py::t", "teardown", "failed"))
+    stored = collector.cases["t.py::t"]
+    assert stored["outcome"] == "error"
+    assert stored["severity"] == record_from_dict(stored).severity == 1.0
+
+
 def test_a_record_seen_only_at_teardown_keeps_the_call_verdict(collector, rh) -> None:
-    rec = rh.make_case("t.py::late", images={}, outcome=None)
+    rec = without_outcome(rh.make_case("t.py::late", images={}))
     collector.pytest_runtest_logreport(fake_report("t.py::late", "setup"))
     collector.pytest_runtest_logreport(fake_report("t.py::late", "call", "failed"))
     collector.pytest_runtest_logreport(
@@ -115,8 +144,8 @@ def test_a_record_seen_only_at_teardown_keeps_the_call_verdict(collector, rh) ->
 
 
 def test_a_rerun_replaces_the_earlier_record(collector, rh) -> None:
-    first = rh.make_case("t.py::r", images={}, severity=3.0)
-    second = rh.make_case("t.py::r", images={}, outcome="passed", severity=0.0)
+    first = rh.make_case("t.py::r", images={}, severity=1.3).to_dict()
+    second = rh.make_case("t.py::r", images={}, outcome="passed").to_dict()
     run_test(collector, "t.py::r", "failed", [("camcheck_case", first)])
     run_test(collector, "t.py::r", "passed", [("camcheck_case", second)])
     assert collector.cases["t.py::r"]["outcome"] == "passed"
@@ -124,13 +153,20 @@ def test_a_rerun_replaces_the_earlier_record(collector, rh) -> None:
 
 
 def test_sessionfinish_writes_and_the_summary_line_names_the_file(collector, rh) -> None:
-    run_test(collector, "t.py::a", "failed", [("camcheck_case", rh.make_case("t.py::a"))])
-    run_test(collector, "t.py::g", "failed", [("camcheck_gate", rh.make_gate("t.py::g"))])
+    case, gate = rh.make_case("t.py::a"), rh.make_gate("t.py::g")
+    run_test(collector, "t.py::a", "failed", [("camcheck_case", case.to_dict())])
+    run_test(collector, "t.py::g", "failed", [("camcheck_gate", gate.to_dict())])
     collector.pytest_sessionfinish(session=None)
     assert collector.written == collector.path
     report = rh.read_report(collector.path)
     assert report.card_nodeids() == ["t.py::a"]
     assert report.data["summary"] == {"model": "m"}
+    assert report.data["schema_version"] == 2
+    # the sidecar holds the records that were sent, less their pictures
+    (json_case,) = report.data["cases"]
+    assert record_from_dict(json_case) == replace(case, images={})
+    assert [record_from_dict(g) for g in report.data["gates"]] == [gate]
+    assert isinstance(record_from_dict(report.data["gates"][0]), GateRecord)
 
     lines: list[tuple[str, str]] = []
     reporter = SimpleNamespace(write_sep=lambda sep, text: lines.append((sep, text)))
@@ -143,19 +179,68 @@ def test_a_broken_summary_still_gives_a_report(tmp_path, rh) -> None:
         raise RuntimeError("model not loaded")
 
     collector = ReportCollector(tmp_path / "r.html", summary=summary)
-    run_test(collector, "t.py::a", "failed", [("camcheck_case", rh.make_case("t.py::a"))])
+    run_test(collector, "t.py::a", "failed", [("camcheck_case", rh.make_case("t.py::a").to_dict())])
     collector.pytest_sessionfinish(session=None)
     report = rh.read_report(tmp_path / "r.html")
     assert "could not be collected: RuntimeError: model not loaded" in report.text()
     assert len(report.cards) == 1
 
 
-def test_an_unwritable_path_is_a_clear_error(tmp_path, rh) -> None:
+class Terminal:
+    """A terminal reporter that keeps what the collector writes to it."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def write_sep(self, sep: str, text: str, **markup: Any) -> None:
+        self.lines.append(f"{sep} {text}")
+
+    def write_line(self, text: str, **markup: Any) -> None:
+        self.lines.append(text)
+
+
+def test_an_unwritable_path_is_a_warning_and_the_results_stand(tmp_path, rh) -> None:
     blocker = tmp_path / "file.txt"
     blocker.write_text("not a directory")
     collector = ReportCollector(blocker / "r.html", summary=dict)
-    with pytest.raises(ConfigError, match=r"cannot write the camcheck report to .*file\.txt"):
-        collector.pytest_sessionfinish(session=None)
+    run_test(collector, "t.py::a", "failed", [("camcheck_case", rh.make_case("t.py::a").to_dict())])
+    collector.pytest_sessionfinish(session=None)  # does not raise: the test results stand
+    assert collector.written is None
+    assert collector.error is not None
+    assert collector.error.startswith(f"could not write the camcheck report to {collector.path}")
+    assert blocker.read_text() == "not a directory"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"], "no temporary file left"
+    terminal = Terminal()
+    collector.pytest_terminal_summary(terminal)
+    assert terminal.lines[0] == "- camcheck report NOT written"
+    assert terminal.lines[1].startswith(f"warning: {collector.error}; the test results above")
+    assert "--camcheck-report" in terminal.lines[1]
+
+
+def test_a_failed_write_leaves_no_temporary_file(collector, rh, tmp_path) -> None:
+    run_test(collector, "t.py::a", "failed", [("camcheck_case", rh.make_case("t.py::a").to_dict())])
+    # the JSON sidecar's place is taken by a folder: both temporary files get written, and
+    # the move of the second one fails
+    (tmp_path / "r.json" / "keep").mkdir(parents=True)
+    collector.pytest_sessionfinish(session=None)
+    assert collector.written is None
+    assert "r.json" in str(collector.error)
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+    assert [p.name for p in (tmp_path / "r.json").iterdir()] == ["keep"]
+
+
+def test_a_run_in_which_no_test_ran_leaves_the_report_alone(collector, rh, tmp_path) -> None:
+    run_test(collector, "t.py::a", "failed", [("camcheck_case", rh.make_case("t.py::a").to_dict())])
+    collector.pytest_sessionfinish(session=None)
+    before = collector.path.read_bytes()
+
+    idle = ReportCollector(collector.path, summary=dict)
+    idle.pytest_sessionfinish(session=None)  # e.g. --collect-only
+    assert idle.written is None and idle.error is None
+    assert collector.path.read_bytes() == before
+    terminal = Terminal()
+    idle.pytest_terminal_summary(terminal)
+    assert terminal.lines == [f"camcheck report: {collector.path} left as it was (no test ran)"]
 
 
 def test_the_path_is_made_absolute_at_once(tmp_path, monkeypatch) -> None:

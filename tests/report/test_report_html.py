@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -12,7 +13,14 @@ import pytest
 
 from pytest_camcheck.errors import ConfigError
 from pytest_camcheck.report import html as report_html
-from pytest_camcheck.report.html import SCHEMA_VERSION, write_report
+from pytest_camcheck.report.html import SCHEMA_VERSION, build_view, write_report
+from pytest_camcheck.report.records import (
+    CaseRecord,
+    Evidence,
+    GateRecord,
+    RegionInfo,
+    record_from_dict,
+)
 
 
 def write_and_read(rh, tmp_path: Path, records, summary=None, **kwargs):
@@ -24,36 +32,77 @@ def snapshot(directory: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
 
 
+def table_rows(table) -> dict[str, str]:
+    """``{th text: td text}`` of a two-column table."""
+    return {
+        tr.find_all("th")[0].all_text(): tr.find_all("td")[0].all_text()
+        for tr in table.find_all("tr")
+        if tr.find_all("th") and tr.find_all("td")
+    }
+
+
+class PlotCalls:
+    """A ``plot_png`` for :func:`build_view` that records what it was asked to draw."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict]] = []
+
+    def __call__(self, kind: str, **kwargs) -> None:
+        self.calls.append((kind, kwargs))
+        return None
+
+    def histograms(self) -> list[dict]:
+        return [kwargs for kind, kwargs in self.calls if kind == "histogram"]
+
+
 # ---------------------------------------------------------------- content
 
 
 def test_one_card_per_failing_case_with_its_pictures_and_numbers(rh, tmp_path) -> None:
     records = [
         rh.make_case("t.py::test_cam[a]", severity=1.2),
-        rh.make_case("t.py::test_cam[b]", severity=1.5),
-        rh.make_case("t.py::test_cam[ok]", outcome="passed", severity=0.0, images={}),
+        rh.make_case("t.py::test_cam[b]", severity=1.4),
+        rh.make_case("t.py::test_cam[ok]", outcome="passed", images={}),
     ]
+    assert [r.severity for r in records] == [pytest.approx(1.2), pytest.approx(1.4), 0.0]
     report = write_and_read(rh, tmp_path, records)
     assert report.card_nodeids() == ["t.py::test_cam[b]", "t.py::test_cam[a]"]
     card = report.cards[0]
     text = card.all_text()
     for expected in (
         "FAILED",
-        "b",  # the case id
-        "3 (cat)",  # label
-        "5 (dog), p = 0.910",  # prediction and probability
-        "gradcam",
-        "layer4",
-        "layer4, layer3",  # all layers
-        "data/b.png",  # the image file
-        "sample b: energy in 'head' 31.0% < 50.0%",  # the message
-        "energy_in_region",
-        "fraction: 0.31",
-        "min_fraction: 0.5",
-        "energy_in[head]",
+        "severity 1.4",
+        # the message, as the failing assertion wrote it
+        "sample b, layer layer4: only 10.0% of the CAM energy lies inside region 'head'",
         "t.py::test_cam[b]",
     ):
         assert expected in text, expected
+    assert card.find_all("h3", "case-id")[0].all_text() == "b"
+    facts = table_rows(card.find_all("table", "facts")[0])
+    assert facts == {
+        "Label": "3 (cat)",
+        "Prediction": "5 (dog), p = 0.910",
+        "CAM target": "3",
+        "Method": "gradcam",
+        "Layer": "layer4",
+        "All layers": "layer4, layer3",
+        "Test settings": "layer = layer4, method = gradcam, min_energy = 0.5",
+        "Image file": "data/b.png",
+        "Test": "t.py::test_cam[b]",
+    }
+    # the evidence exactly as the assertion recorded it: its metric, its threshold, the region
+    (row,) = card.find_all("table", "evidence")[0].find_all("tr")[1:]
+    check, verdict, _ = (td.all_text() for td in row.find_all("td"))
+    assert (check, verdict) == ("energy_in_region", "FAILED")
+    lines = [div.all_text() for div in row.find_all("div")]
+    assert lines[:4] == [
+        "energy_fraction: 0.1",
+        "min_fraction: 0.5",
+        "region: head (x0=4, y0=20, x1=24, y1=44), 15.6% of the map",
+        "peak: row 12, col 48",
+    ]
+    assert {"layer: layer4", "method: gradcam", "target: 3"} <= set(lines)
+    assert not any(line.startswith(("sample:", "message:")) for line in lines)
     # original + overlay + 2 strip tiles, every one a decodable PNG
     images = card.find_all("img")
     assert len(images) == 4
@@ -67,32 +116,31 @@ def test_one_card_per_failing_case_with_its_pictures_and_numbers(rh, tmp_path) -
 def test_summary_shows_the_run_and_dashes_for_missing_keys(rh, tmp_path) -> None:
     summary = {"model": "torchvision:resnet18", "layers": ["layer3", "layer4"], "seed": 7}
     report = write_and_read(rh, tmp_path, [rh.make_case()], summary=summary)
-    rows = {
-        tr.find_all("th")[0].all_text(): tr.find_all("td")[0].all_text()
-        for tr in report.dom.find_all("table", "summary")[0].find_all("tr")
-    }
+    rows = table_rows(report.dom.find_all("table", "summary")[0])
     assert rows["Model"] == "torchvision:resnet18"
     assert rows["Layer(s)"] == "layer3, layer4"
     assert rows["Weights"] == rows["Device"] == rows["Thresholds"] == "—"
+    assert rows["Model kwargs"] == rows["Settings"] == "—"
     assert rows["seed"] == "7"  # unknown keys are listed too
 
-    full = write_and_read(rh, tmp_path, [rh.make_case()]).text()
-    for expected in (
-        "weights/resnet18.pt",
-        "peak_tolerance = 15",
-        "min_energy = 0.5",
-        "torch 2.x",
-        "pytest-camcheck 0.1.0",
-    ):
-        assert expected in full, expected
+    full = write_and_read(rh, tmp_path, [rh.make_case()])
+    rows = table_rows(full.dom.find_all("table", "summary")[0])
+    assert rows["Weights"] == "weights/resnet18.pt"
+    assert rows["Thresholds"] == "peak_tolerance = 15, min_energy = 0.5"
+    assert rows["Model kwargs"] == "num_classes = 10"
+    assert rows["Settings"] == "batch_size = 8, num_workers = 0"
+    assert rows["Versions"] == "python 3.11, torch 2.x, pytest-camcheck 0.1.0"
+    assert full.data["summary"]["model_kwargs"] == {"num_classes": 10}
 
 
 def test_counts_and_gates_with_intervals_per_class_rates_and_plots(rh, tmp_path) -> None:
+    gate = rh.make_gate()
+    assert isinstance(gate, GateRecord) and gate.outcome == "failed"
     records = [
         rh.make_case("t.py::a"),
         rh.make_case("t.py::b", outcome="xfailed"),
         rh.make_case("t.py::c", outcome="passed", images={}),
-        rh.make_gate(),
+        gate,
     ]
     report = write_and_read(rh, tmp_path, records)
     counts = {
@@ -103,24 +151,54 @@ def test_counts_and_gates_with_intervals_per_class_rates_and_plots(rh, tmp_path)
     assert counts["failed"] == "1" and counts["passed"] == "1" and counts["xfailed"] == "1"
     assert counts["gates"] == "1" and counts["gates failed"] == "1"
 
-    gate = report.dom.find_all("section", "gate")[0]
-    text = gate.all_text()
+    section = report.dom.find_all("section", "gate")[0]
+    text = section.all_text()
     for expected in (
-        "pointing_game[head, tol=15]",
+        "energy[head] @ layer4",
         "45/50 = 90.0%",
         "95% CI 78.6% – 95.7%",
-        "lower bound ≥ 90.0%",
-        "cat/cat_004, dog/dog_017",
-        "lower 95% bound 78.6% < required 90.0%",
+        "lower bound ≥ 90.0%; per-sample threshold 0.5",
+        "cat/cat_000, cat/cat_001, cat/cat_002, dog/dog_000, dog/dog_001",
+        "lower 95% bound 78.6% < required 90.0%",  # the assertion's own message
     ):
         assert expected in text, expected
-    rows = gate.find_all("table", "per-class")[0].find_all("tr")[1:]
+    rows = section.find_all("table", "per-class")[0].find_all("tr")[1:]
     assert [r.find_all("td")[0].all_text() for r in rows] == ["cat", "dog"]
-    assert "27/30" in rows[0].all_text() and "CI 74.0% – 97.0%" in rows[0].all_text()
-    plots = gate.find_all("img")
+    assert "27/30" in rows[0].all_text() and "CI 74.4% – 96.5%" in rows[0].all_text()
+    assert "18/20" in rows[1].all_text() and "CI 69.9% – 97.2%" in rows[1].all_text()
+    plots = section.find_all("img")
     assert len(plots) == 2  # histogram + per-class bars
     for img in plots:
         assert rh.decode_png(img.attrs["src"]).shape[1] == 480
+
+
+def test_a_gates_histogram_shows_its_per_sample_values_at_its_threshold(rh) -> None:
+    result = rh.gate_result()
+    gate = rh.make_gate(result=result)
+    assert gate.values == result.values and gate.threshold == 0.5
+    assert (gate.layer, gate.method, gate.metric) == ("layer4", "gradcam", "energy_fraction")
+    plots = PlotCalls()
+    build_view({}, [gate], plot_png=plots)
+    (hist,) = plots.histograms()
+    assert hist["values"] == list(result.values) and hist["threshold"] == 0.5
+    (bars,) = [kwargs for kind, kwargs in plots.calls if kind == "classes"]
+    assert set(bars["per_class"]) == {"cat", "dog"} and bars["min_rate"] == 0.9
+
+
+def overview_cases(rh, runs) -> list[CaseRecord]:
+    """One case per ``(outcome, class, energy in 'head')``; 'tail' holds the rest."""
+    records = []
+    for i, (outcome, cls, energy) in enumerate(runs):
+        found: tuple[Evidence, ...] = ()
+        if energy is not None:
+            found = (
+                rh.energy_evidence(energy, sample=f"c{i}"),
+                rh.energy_evidence(1 - energy, sample=f"c{i}", region="tail"),
+            )
+        records.append(
+            rh.make_case(f"t.py::c{i}", images={}, outcome=outcome, class_name=cls, evidence=found)
+        )
+    return records
 
 
 def test_the_overview_plots_energy_over_every_case_and_rates_per_class(rh, tmp_path) -> None:
@@ -132,19 +210,7 @@ def test_the_overview_plots_energy_over_every_case_and_rates_per_class(rh, tmp_p
         ("xfailed", "dog", 0.2),
         ("skipped", "dog", None),
     ]
-    records = [
-        rh.make_case(
-            f"t.py::c{i}",
-            images={},
-            outcome=outcome,
-            class_name=cls,
-            metrics={
-                "energy_in[head]": energy,
-                "energy_in[tail]": None if energy is None else 1 - energy,
-            },
-        )
-        for i, (outcome, cls, energy) in enumerate(runs)
-    ]
+    records = overview_cases(rh, runs)
     report = write_and_read(rh, tmp_path, records)
     overview = report.dom.find_all("section", "overview")[0]
     rows = [
@@ -157,26 +223,91 @@ def test_the_overview_plots_energy_over_every_case_and_rates_per_class(rh, tmp_p
     ]
     plots = overview.find_all("img")
     assert [img.attrs["alt"] for img in plots] == [
-        "histogram of energy in 'head'",
-        "histogram of energy in 'tail'",
+        "histogram of energy in 'head' @ layer4",
+        "histogram of energy in 'tail' @ layer4",
         "tests passed per class",
+    ]
+    captions = [c.all_text() for c in overview.find_all("figcaption")]
+    assert captions[:2] == [
+        "energy in region head @ layer4 (min 0.5)",
+        "energy in region tail @ layer4 (min 0.5)",
     ]
     hist = rh.decode_png(plots[0].attrs["src"])
     threshold_red = ((hist == (220, 0, 0)).all(axis=2)).any(axis=0).sum()
-    assert threshold_red > 0, "the summary's min_energy is marked"
-    no_threshold = write_and_read(rh, tmp_path, records, summary={"model": "m"})
-    first = no_threshold.dom.find_all("section", "overview")[0].find_all("img")[0]
-    img = rh.decode_png(first.attrs["src"])
-    assert not (img == (220, 0, 0)).all(axis=2).any()
+    assert threshold_red > 0, "the threshold the assertions used is marked"
+
+    plots = PlotCalls()
+    build_view(rh.SUMMARY, records, plot_png=plots)
+    head, tail = plots.histograms()
+    assert sorted(head["values"]) == [0.1, 0.2, 0.7, 0.8, 0.9]  # the skipped case has none
+    assert sorted(tail["values"]) == pytest.approx([0.1, 0.2, 0.3, 0.8, 0.9])
+    assert head["xlabel"] == "energy fraction in 'head'"
+
+
+def test_the_overview_histogram_is_drawn_at_the_threshold_the_evidence_used(rh) -> None:
+    # the run is configured with min_energy 0.5, but these tests asked for 0.3 themselves
+    assert rh.SUMMARY["thresholds"]["min_energy"] == 0.5
+    records = [
+        rh.make_case(f"t.py::c{i}", images={}, evidence=(rh.energy_evidence(v, 0.3),))
+        for i, v in enumerate([0.1, 0.25, 0.6])
+    ]
+    plots = PlotCalls()
+    view, _ = build_view(rh.SUMMARY, records, plot_png=plots)
+    (hist,) = plots.histograms()
+    assert hist["threshold"] == 0.3
+    assert view.overview is not None
+    assert view.overview.plots[0].caption == "energy in region head @ layer4 (min 0.3)"
+
+    # another threshold on the same region is another histogram, each at its own limit
+    outside = replace(
+        rh.energy_evidence(0.4, 0.3, sample="w1"),
+        check="energy_outside_region",
+        threshold_name="max_fraction",
+        threshold=0.1,
+        passed=False,
+    )
+    records += [
+        rh.make_case("t.py::d", images={}, evidence=(rh.energy_evidence(0.6, 0.5, sample="d"),)),
+        rh.make_case("t.py::w", images={}, evidence=(outside,)),
+    ]
+    plots = PlotCalls()
+    view, _ = build_view(rh.SUMMARY, records, plot_png=plots)
+    assert [(h["threshold"], len(h["values"])) for h in plots.histograms()] == [
+        (0.3, 3),
+        (0.5, 1),
+        (0.1, 1),
+    ]
+    assert [p.caption for p in view.overview.plots[:3]] == [
+        "energy in region head @ layer4 (min 0.3)",
+        "energy in region head @ layer4 (min 0.5)",
+        "energy in region head @ layer4 (max 0.1)",
+    ]
+
+
+def test_one_value_per_sample_and_map_in_the_overview(rh) -> None:
+    # two tests of the same sample measure the same map: it counts once
+    first = rh.make_case("t.py::test_a[s1]", images={}, fraction=0.2)
+    second = rh.make_case("t.py::test_b[s1]", images={}, fraction=0.2)
+    other = rh.make_case("t.py::test_a[s2]", images={}, fraction=0.4)
+    plots = PlotCalls()
+    build_view({}, [first, second, other], plot_png=plots)
+    (hist,) = plots.histograms()
+    assert sorted(hist["values"]) == [0.2, 0.4]
+    # cases without energy evidence give no histogram, only the per-class bars
+    plots = PlotCalls()
+    view, _ = build_view({}, [rh.make_case(images={}, evidence=())], plot_png=plots)
+    assert plots.histograms() == []
+    assert [p.alt for p in view.overview.plots] == ["tests passed per class"]
 
 
 def test_xfailed_cards_are_marked_and_passing_ones_need_include_passed(rh, tmp_path) -> None:
     records = [
-        rh.make_case("t.py::xf", outcome="xfailed", severity=9.0),
+        rh.make_case("t.py::xf", outcome="xfailed", severity=2.5),
         rh.make_case("t.py::fail", severity=1.0),
-        rh.make_case("t.py::xp", outcome="xpassed", severity=0.0),
-        rh.make_case("t.py::ok", outcome="passed", severity=0.0, images={}),
+        rh.make_case("t.py::xp", outcome="xpassed"),
+        rh.make_case("t.py::ok", outcome="passed", images={}),
     ]
+    assert records[0].severity > records[1].severity
     report = write_and_read(rh, tmp_path, records)
     # real failures come first, whatever an expected failure's severity
     assert report.card_nodeids() == ["t.py::fail", "t.py::xf"]
@@ -193,19 +324,24 @@ def test_xfailed_cards_are_marked_and_passing_ones_need_include_passed(rh, tmp_p
 
 
 def test_cards_are_sorted_by_severity_then_test_id(rh, tmp_path) -> None:
+    unmeasured = rh.energy_evidence(float("nan"))  # a NaN measurement ranks as a plain miss
     records = [
         rh.make_case("t.py::c", severity=1.0, images={}),
         rh.make_case("t.py::a", severity=1.0, images={}),
-        rh.make_case("t.py::z", severity=3.0, images={}),
+        rh.make_case("t.py::z", severity=2.5, images={}),
         rh.make_case("t.py::e", outcome="error", severity=2.0, images={}),
-        rh.make_case("t.py::nan", severity=float("nan"), images={}),
+        rh.make_case("t.py::nan", images={}, evidence=(unmeasured,)),
     ]
+    assert records[4].severity == 1.0
     report = write_and_read(rh, tmp_path, records)
     assert report.card_nodeids() == ["t.py::z", "t.py::e", "t.py::a", "t.py::c", "t.py::nan"]
+    assert [c["severity"] for c in report.data["cases"]] == [1.0, 1.0, 2.5, 2.0, 1.0]
 
 
 def test_max_cases_caps_the_cards_and_says_how_many_were_left_out(rh, tmp_path) -> None:
-    records = [rh.make_case(f"t.py::c{i:02d}", severity=i, images={}) for i in range(12)]
+    records = [
+        rh.make_case(f"t.py::c{i:02d}", fraction=0.5 - 0.04 * i, images={}) for i in range(12)
+    ]
     report = write_and_read(rh, tmp_path, records, max_cases=5)
     assert report.card_nodeids() == [f"t.py::c{i:02d}" for i in (11, 10, 9, 8, 7)]
     left_out = report.dom.find_all("p", "left-out")
@@ -234,9 +370,22 @@ def test_no_failing_cases_says_so(rh, tmp_path) -> None:
 
 
 def test_degenerate_cases_are_flagged(rh, tmp_path) -> None:
-    report = write_and_read(rh, tmp_path, [rh.make_case(degenerate=True)])
+    flagged = rh.make_case(degenerate=True)
+    assert flagged.severity == pytest.approx(2.0 + 0.19)  # degenerate ranks above any miss
+    report = write_and_read(rh, tmp_path, [flagged])
     assert "degenerate CAM" in report.cards[0].all_text()
     assert "degenerate CAM" not in write_and_read(rh, tmp_path, [rh.make_case()]).text()
+
+
+def test_a_degenerate_measurement_shows_why(rh, tmp_path) -> None:
+    item = rh.energy_evidence(None, degenerate="it is all zero")
+    report = write_and_read(rh, tmp_path, [rh.make_case(evidence=(item,), degenerate=True)])
+    lines = [
+        div.all_text() for div in report.cards[0].find_all("table", "evidence")[0].find_all("div")
+    ]
+    assert "energy_fraction: —" in lines and "degenerate: it is all zero" in lines
+    assert report.data["cases"][0]["severity"] == 3.0
+    assert report.data["cases"][0]["evidence"][0]["degenerate"] == "it is all zero"
 
 
 def test_a_malformed_picture_shows_as_missing_not_as_a_broken_image(rh, tmp_path) -> None:
@@ -270,6 +419,15 @@ def test_the_page_is_self_contained(rh, tmp_path) -> None:
 
 def test_user_text_is_escaped_everywhere(rh, tmp_path) -> None:
     xss = rh.XSS
+    item = Evidence(
+        check=xss,
+        passed=False,
+        metric=xss,
+        value=0.1,
+        region=RegionInfo(xss),
+        layer=xss,
+        details={xss: 1},
+    )
     case = rh.make_case(
         f"tests/test_{xss}.py::test_cam[{xss}]",
         case_id=xss,
@@ -278,20 +436,18 @@ def test_user_text_is_escaped_everywhere(rh, tmp_path) -> None:
         path=f"/data/{xss}.png",
         message=f"sample {xss}: energy too low",
         layer=xss,
-        layers=[xss, "layer3"],
+        layers=(xss, "layer3"),
         method=xss,
-        evidence=[{"kind": xss, "passed": False, "region": xss, xss: 1}],
-        metrics={f"energy_in[{xss}]": 0.1},
+        evidence=(item,),
+        settings={xss: xss},
     )
-    case["images"]["strip"][0]["layer"] = xss
+    case.images["strip"][0]["layer"] = xss
     gate = rh.make_gate(
-        nodeid=f"t.py::{xss}",
-        name=xss,
-        message=xss,
-        failures=[xss],
-        per_class={xss: {"passed": 1, "count": 2, "rate": 0.5, "lower": 0.1, "upper": 0.9}},
+        nodeid=f"t.py::{xss}", result=rh.gate_result(name=xss, classes=((xss, 2, 1),))
     )
-    summary = dict(rh.SUMMARY, model=xss, weights=xss, versions={xss: xss}, **{xss: xss})
+    assert gate.name == xss and gate.failures == (f"{xss}/{xss}_000",)
+    summary = dict(rh.SUMMARY, model=xss, weights=xss, versions={xss: xss}, model_kwargs={xss: xss})
+    summary[xss] = xss
     report = write_and_read(rh, tmp_path, [case, gate], summary=summary)
 
     assert "<script" not in report.html.lower()
@@ -308,7 +464,9 @@ def test_user_text_is_escaped_everywhere(rh, tmp_path) -> None:
         f"/data/{xss}.png",
         f"sample {xss}: energy too low",
         f"region: {xss}",
-        f"energy_in[{xss}]",
+        f"{xss}: 0.1",  # the metric's name
+        f"{xss}: 1",  # a detail's name
+        f"{xss} = {xss}",  # the test's settings
         f"{xss} on {xss}",  # caption: method on layer
     ):
         assert expected in card_text, expected
@@ -318,17 +476,18 @@ def test_user_text_is_escaped_everywhere(rh, tmp_path) -> None:
     assert gate_text.count(xss) >= 4  # name, test id, failing samples, message, class row
     assert report.dom.find_all("title")[0].all_text().startswith("camcheck report")
     summary_text = report.dom.find_all("table", "summary")[0].all_text()
-    assert summary_text.count(xss) >= 4
+    assert summary_text.count(xss) >= 5
 
 
 # ---------------------------------------------------------------- JSON
 
 
 def test_json_sidecar_schema(rh, tmp_path) -> None:
+    unmeasured = rh.energy_evidence(float("nan"), sample="c")
     records = [
-        rh.make_case("t.py::a", severity=2.0),
-        rh.make_case("t.py::b", outcome="passed", severity=0.0, images={}, probability=None),
-        rh.make_case("t.py::c", outcome="xfailed", metrics={"energy_in[head]": float("nan")}),
+        rh.make_case("t.py::a", severity=1.3),
+        rh.make_case("t.py::b", outcome="passed", images={}, probability=None),
+        rh.make_case("t.py::c", outcome="xfailed", evidence=(unmeasured,)),
         rh.make_gate(),
     ]
     path = write_report(tmp_path / "out" / "camcheck.html", rh.SUMMARY, records)
@@ -336,8 +495,17 @@ def test_json_sidecar_schema(rh, tmp_path) -> None:
     raw = path.with_suffix(".json").read_text(encoding="utf-8")
     assert "NaN" not in raw  # strict JSON
     data = json.loads(raw)
-    assert set(data) == {"schema_version", "generated", "summary", "counts", "gates", "cases"}
-    assert data["schema_version"] == SCHEMA_VERSION == 1
+    assert set(data) == {
+        "schema_version",
+        "generator",
+        "generated",
+        "summary",
+        "counts",
+        "gates",
+        "cases",
+    }
+    assert data["schema_version"] == SCHEMA_VERSION == 2
+    assert data["generator"] == "pytest-camcheck"
     assert datetime.fromisoformat(data["generated"]).tzinfo is not None
     assert data["summary"] == json.loads(json.dumps(rh.SUMMARY))
     assert data["counts"] == {
@@ -355,14 +523,67 @@ def test_json_sidecar_schema(rh, tmp_path) -> None:
     }
     assert [c["nodeid"] for c in data["cases"]] == ["t.py::a", "t.py::b", "t.py::c"]
     for case in data["cases"]:
-        assert "images" not in case
+        assert "images" not in case and "metrics" not in case
         assert case["kind"] == "case"
-    assert data["cases"][2]["metrics"]["energy_in[head]"] is None
-    expected_case = {k: v for k, v in records[0].items() if k != "images"}
+    assert data["cases"][0]["severity"] == pytest.approx(1.3)
+    (item,) = data["cases"][2]["evidence"]
+    assert item["value"] is None and item["threshold"] == 0.5  # NaN is stored as null
+    assert set(item) == {
+        "check",
+        "passed",
+        "metric",
+        "value",
+        "threshold_name",
+        "threshold",
+        "sample",
+        "layer",
+        "method",
+        "target",
+        "region",
+        "peak",
+        "message",
+        "degenerate",
+        "details",
+    }
+    expected_case = {k: v for k, v in records[0].to_dict().items() if k != "images"}
     assert data["cases"][0] == expected_case
-    assert data["gates"] == [records[3]]
+    assert data["gates"] == [records[3].to_dict()]
+    assert data["gates"][0]["kind"] == "gate" and data["gates"][0]["layer"] == "layer4"
+    # what was written reads back as the same records (pictures are not in the JSON)
+    assert record_from_dict(data["cases"][0]) == replace(records[0], images={})
+    assert record_from_dict(data["cases"][1]) == records[1]
+    assert record_from_dict(data["gates"][0]) == records[3]
     # the HTML and the JSON agree on when they were made
     assert data["generated"] in path.read_text(encoding="utf-8")
+
+
+def test_records_round_trip_through_their_dicts_and_json(rh) -> None:
+    case = rh.make_case("t.py::test_cam[a]", severity=1.3)
+    assert case.evidence and case.images
+    gate = rh.make_gate()
+    passing_gate = rh.make_gate(min_rate=0.5, outcome="failed")
+    assert passing_gate.outcome == "passed", "a gate that passed in a failing test stays passed"
+    for record in (case, gate, passing_gate, rh.make_case(outcome="passed", images={})):
+        data = record.to_dict()
+        assert data["kind"] == record.kind
+        assert record_from_dict(data) == record
+        again = json.loads(json.dumps(data, allow_nan=False))
+        assert record_from_dict(again) == record
+        assert type(record_from_dict(again)) is type(record)
+    assert record_from_dict(case.to_dict()).evidence[0].region == RegionInfo(
+        "head", rh.HEAD_BBOX, pytest.approx(20 * 24 / (48 * 64))
+    )
+
+
+def test_typed_records_and_their_dicts_give_the_same_report(rh, tmp_path) -> None:
+    records = [rh.make_case("t.py::a", severity=1.2), rh.make_case("t.py::b"), rh.make_gate()]
+    typed = write_report(tmp_path / "typed" / "r.html", rh.SUMMARY, records)
+    plain = write_report(tmp_path / "plain" / "r.html", rh.SUMMARY, [r.to_dict() for r in records])
+    a, b = rh.read_report(typed), rh.read_report(plain)
+    a.data.pop("generated"), b.data.pop("generated")
+    assert a.data == b.data
+    assert a.card_nodeids() == b.card_nodeids() == ["t.py::a", "t.py::b"]
+    assert [i.attrs["src"] for i in a.images] == [i.attrs["src"] for i in b.images]
 
 
 # ---------------------------------------------------------------- files
@@ -394,7 +615,7 @@ def test_a_failure_while_writing_the_json_leaves_the_previous_report_intact(
     assert set(before) == {"r.html", "r.json"}
 
     def broken_dump(obj, fh, **kwargs):
-        fh.write('{"schema_version": 1, "cases": [')  # half a file, then the crash
+        fh.write('{"schema_version": 2, "cases": [')  # half a file, then the crash
         raise OSError("disk full")
 
     monkeypatch.setattr(json, "dump", broken_dump)

@@ -14,13 +14,20 @@ from typing import Any
 
 import pytest
 
+from pytest_camcheck.report.records import CaseRecord, GateRecord, record_from_dict
+
 CONFTEST = textwrap.dedent(
     """
     import numpy as np
     import pytest
 
+    from pytest_camcheck import evidence
+    from pytest_camcheck.assertions import assert_pass_rate
+    from pytest_camcheck.errors import CamAssertionError
+    from pytest_camcheck.metrics import rate_result
     from pytest_camcheck.regions import Region
     from pytest_camcheck.report.collector import ReportCollector
+    from pytest_camcheck.report.records import CaseRecord, Evidence, GateRecord, RegionInfo
     from pytest_camcheck.report.render import render_case_images
 
     KEY = pytest.StashKey[ReportCollector]()
@@ -66,27 +73,53 @@ CONFTEST = textwrap.dedent(
 
     @pytest.fixture
     def record_case(request):
-        def record(outcome, severity, case_id=None, render=True, **extra):
+        # a case record as the plugin makes it; ``fraction`` is the energy measured in 'head'
+        # against 0.5, so the card's severity is 1.5 - fraction
+        def record(outcome, fraction, case_id=None, render=True, **extra):
             node = request.node
-            rec = {
-                "kind": "case",
-                "nodeid": node.nodeid,
-                "case_id": case_id or node.name,
-                "message": f"sample {case_id or node.name}: energy in 'head' 31% < 50%",
-                "evidence": [{"kind": "energy_in_region", "passed": False, "fraction": 0.31,
-                              "min_fraction": 0.5, "region": "head"}],
-                "path": f"data/{case_id or node.name}.png",
-                "label": 1, "class_name": "cat", "prediction": 0, "prediction_name": "dog",
-                "probability": 0.8, "method": "gradcam", "layer": "layer4",
-                "layers": ["layer4", "layer3"], "degenerate": False,
-                "metrics": {"energy_in[head]": 0.31},
-                "severity": severity,
-                "images": images(len(node.nodeid)) if render else {},
-                **extra,
-            }
-            if outcome is not None:
-                rec["outcome"] = outcome
+            sample = case_id or node.name
+            message = f"sample {sample}, layer layer4: only {fraction:.0%} of the energy"
+            found = Evidence(
+                check="energy_in_region", passed=False, metric="energy_fraction",
+                value=fraction, threshold_name="min_fraction", threshold=0.5, sample=sample,
+                layer="layer4", method="gradcam",
+                region=RegionInfo("head", {"x0": 4.0, "y0": 4.0, "x1": 20.0, "y1": 20.0}),
+                message=message,
+            )
+            fields = dict(
+                nodeid=node.nodeid, case_id=sample, outcome=outcome or "failed",
+                message=message, evidence=(found,), layer="layer4", method="gradcam",
+                layers=("layer4", "layer3"), label=1, class_name="cat", prediction=0,
+                prediction_name="dog", probability=0.8, path=f"data/{sample}.png",
+                images=images(len(node.nodeid)) if render else {},
+            )
+            rec = CaseRecord(**{**fields, **extra}).to_dict()
+            if outcome is None:  # leave the verdict to pytest
+                del rec["outcome"]
             node.user_properties.append(("camcheck_case", rec))
+        return record
+
+
+    @pytest.fixture
+    def record_gate(request):
+        # the gate of a real assert_pass_rate; re-raises its failure
+        def record(outcomes):
+            n = len(outcomes)
+            result = rate_result(
+                "pointing_game[head, tol=15]", outcomes, [f"cat_{i:03d}" for i in range(n)],
+                ["cat"] * n, layer="layer4", method="gradcam",
+            )
+            with evidence.collecting() as scope:
+                try:
+                    assert_pass_rate(result, 0.9)
+                    error = None
+                except CamAssertionError as exc:
+                    error = exc
+            (found,) = scope.items
+            gate = GateRecord.from_evidence(request.node.nodeid, found, "failed")
+            request.node.user_properties.append(("camcheck_gate", gate.to_dict()))
+            if error is not None:
+                raise error
         return record
     """
 )
@@ -99,29 +132,29 @@ TESTS = textwrap.dedent(
 
 
     def test_passes(record_case):
-        record_case("passed", 0.0, render=False)
+        record_case("passed", 0.8, render=False)
 
 
     @pytest.mark.parametrize("sample", ["cat_001", "dog_002", XSS])
     def test_energy(record_case, sample):
-        record_case("failed", 2.5 if sample == XSS else 0.7, case_id=sample, class_name=sample)
+        record_case("failed", 0.0 if sample == XSS else 0.3, case_id=sample, class_name=sample)
         assert False, f"sample {sample}: energy in 'head' 31% < 50%"
 
 
     @pytest.mark.xfail(reason="known watermark shortcut", strict=True)
     def test_known_shortcut(record_case):
-        record_case("xfailed", 5.0)
+        record_case("xfailed", 0.0)
         assert False
 
 
     def test_outcome_left_to_pytest(record_case):
-        record_case(None, 0.5)
+        record_case(None, 0.4)
         raise AssertionError("peak outside 'head'")
 
 
     @pytest.fixture
     def broken_dataset(record_case):
-        record_case(None, 0.2)
+        record_case(None, 0.45)
         raise RuntimeError("dataset missing")
 
 
@@ -129,18 +162,8 @@ TESTS = textwrap.dedent(
         pass
 
 
-    def test_gate(request):
-        request.node.user_properties.append(("camcheck_gate", {
-            "kind": "gate", "nodeid": request.node.nodeid, "outcome": "failed",
-            "message": "pointing_game: lower bound 78.6% < 90.0%",
-            "name": "pointing_game[head, tol=15]", "passed": 45, "count": 50, "rate": 0.9,
-            "lower": 0.786, "upper": 0.957, "confidence": 0.95, "min_rate": 0.9,
-            "bound": "lower", "threshold": None, "values": [0.1, 0.5, 0.9],
-            "per_class": {"cat": {"passed": 20, "count": 25, "rate": 0.8, "lower": 0.61,
-                                  "upper": 0.91}},
-            "failures": ["cat_001"],
-        }))
-        assert False, "pointing_game: lower bound 78.6% < 90.0%"
+    def test_gate(record_gate):
+        record_gate([True] * 45 + [False] * 5)
 
 
     def test_plain():
@@ -192,7 +215,7 @@ def check_report(result: Any, report: Any, rh) -> None:
     assert rh.XSS in report.cards[0].all_text()
     assert "<script" not in report.html.lower()
     data = report.data
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == 2
     assert data["summary"] == {"model": "fake-net", "layers": ["layer4"], "device": "cpu"}
     by_id = {case["nodeid"]: case for case in data["cases"]}
     assert set(by_id) == {*EXPECTED_CARDS, "test_cams.py::test_passes"}
@@ -203,6 +226,17 @@ def check_report(result: Any, report: Any, rh) -> None:
     assert [g["name"] for g in data["gates"]] == ["pointing_game[head, tol=15]"]
     assert data["counts"]["failed"] == 4 and data["counts"]["error"] == 1
     assert data["counts"]["passed"] == 1 and data["counts"]["xfailed"] == 1
+    # every record in the sidecar reads back as a record of the schema
+    for case in data["cases"]:
+        record = record_from_dict(case)
+        assert isinstance(record, CaseRecord) and record.nodeid == case["nodeid"]
+        assert {k: v for k, v in record.to_dict().items() if k != "images"} == case
+        assert record.evidence[0].check == "energy_in_region"
+    assert by_id["test_cams.py::test_energy[cat_001]"]["severity"] == pytest.approx(1.2)
+    (gate,) = [record_from_dict(g) for g in data["gates"]]
+    assert isinstance(gate, GateRecord) and gate.outcome == "failed"
+    assert (gate.passed, gate.count, gate.min_rate, gate.layer) == (45, 50, 0.9, "layer4")
+    assert gate.message.startswith("pointing_game[head, tol=15]: lower 95% bound 78.6% < ")
 
 
 def comparable(report: Any) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,9 +24,12 @@ from pytest_camcheck.assertions import (
 from pytest_camcheck.errors import CamAssertionError
 from pytest_camcheck.metrics import Peak, rate_result, wilson_interval
 from pytest_camcheck.regions import Box, Region
+from pytest_camcheck.report.records import Evidence, PeakInfo, RegionInfo
 
 H, W = 48, 64
 HEAD = Box(20, 10, 40, 30)
+HEAD_BBOX = {"x0": 20.0, "y0": 10.0, "x1": 40.0, "y1": 30.0}
+HEAD_SHARE = 400 / (H * W)
 
 
 def blob(row: float, col: float, sigma: float = 3.0, shape: tuple[int, int] = (H, W)) -> np.ndarray:
@@ -45,9 +49,12 @@ def two_level(inside: float, outside: float) -> np.ndarray:
     return cam
 
 
-def assert_plain_json(item: dict) -> None:
-    """Evidence must be plain JSON: no numpy scalars, no NaN."""
-    json.dumps(item, allow_nan=False)
+def assert_plain_json(item: Evidence | dict) -> None:
+    """Evidence must be plain JSON once converted: no numpy scalars, no NaN."""
+    data = item.to_dict() if isinstance(item, Evidence) else item
+    json.dumps(data, allow_nan=False)
+    if isinstance(item, Evidence):
+        assert Evidence.from_dict(json.loads(json.dumps(data))) == item
 
 
 def no_nan_numbers(message: str) -> bool:
@@ -64,14 +71,17 @@ def test_peak_in_box_passes_and_records_evidence() -> None:
             peak = assert_peak_in_box(cam, HEAD)
         assert peak == Peak(20, 30, pytest.approx(1.0), 1)
         (item,) = scope.items
+        assert isinstance(item, Evidence)
         assert_plain_json(item)
-        assert item["kind"] == "peak_in_box" and item["passed"] is True
-        assert item["sample"] == "cat/cat_001"
-        assert (item["peak_row"], item["peak_col"], item["ties"]) == (20, 30, 1)
-        assert item["region"] == "box"
-        assert item["region_bbox"] == {"x0": 20.0, "y0": 10.0, "x1": 40.0, "y1": 30.0}
-        assert item["distance"] == 0.0 and item["tolerance"] == 0.0
-        assert item["map_shape"] == [H, W]
+        assert item.check == "peak_in_box" and item.passed is True
+        assert item.sample == "cat/cat_001"
+        assert item.layer is None and item.method is None and item.target is None
+        assert (item.peak.row, item.peak.col, item.peak.ties) == (20, 30, 1)
+        assert item.peak.value == pytest.approx(1.0)
+        assert item.region == RegionInfo("box", HEAD_BBOX, pytest.approx(HEAD_SHARE))
+        assert item.metric == "distance_px" and item.value == 0.0
+        assert item.threshold_name == "tolerance" and item.threshold == 0.0
+        assert item.message is None and item.degenerate is None
 
 
 def test_peak_in_box_failure_message_and_evidence() -> None:
@@ -86,9 +96,14 @@ def test_peak_in_box_failure_message_and_evidence() -> None:
         "report overlay for this sample."
     )
     (item,) = scope.items
-    assert item["passed"] is False and item["distance"] == pytest.approx(20.5)
-    assert info.value.evidence == item
+    assert item.passed is False and item.value == pytest.approx(20.5)
+    assert item.message == message
+    assert item.region.name == "head"
+    assert item.peak == PeakInfo(12, 60, pytest.approx(1.0), 1)
+    assert info.value.evidence == item.to_dict()
+    assert info.value.evidence["value"] == pytest.approx(20.5)
     assert_plain_json(item)
+    assert_plain_json(info.value.evidence)
 
 
 def test_peak_in_box_without_a_case_has_no_sample_prefix_and_records_nothing() -> None:
@@ -98,6 +113,8 @@ def test_peak_in_box_without_a_case_has_no_sample_prefix_and_records_nothing() -
         "CAM peak at (row 12, col 60) is 20.5 px outside region 'box'"
     )
     assert "(tolerance 20 px)" in str(info.value)
+    assert evidence.current_scope() is None
+    assert info.value.evidence["sample"] is None and info.value.evidence["threshold"] == 20.0
 
 
 def test_peak_in_box_tolerance_edge_and_squeezed_map() -> None:
@@ -121,7 +138,8 @@ def test_peak_in_box_tied_maximum_fails_and_says_why() -> None:
     cam[40, 60] = 0.2
     with evidence.collecting("dog/7") as scope:
         assert_peak_in_box(cam, HEAD)  # every tied pixel is inside: a hit
-    assert scope.items[0]["ties"] == 4 and scope.items[0]["ties_inside"] == 4
+    assert scope.items[0].peak.ties == 4 and scope.items[0].details["ties_inside"] == 4
+    assert scope.items[0].passed is True
     cam[40, 60] = 1.0  # a fifth tied pixel outside the box
     with evidence.collecting("dog/7") as scope, pytest.raises(CamAssertionError) as info:
         assert_peak_in_box(cam, HEAD)
@@ -129,7 +147,10 @@ def test_peak_in_box_tied_maximum_fails_and_says_why() -> None:
     assert message.startswith("sample dog/7: CAM peak is not unique: 5 pixels share the maximum")
     assert "(first at row 20, col 30) and only 4 of them lie within 0 px of region 'box'" in message
     assert "every tied pixel is on the region" in message
-    assert scope.items[0]["ties"] == 5 and scope.items[0]["ties_inside"] == 4
+    (item,) = scope.items
+    assert item.peak.ties == 5 and item.details["ties_inside"] == 4
+    assert item.passed is False and item.value is None  # no distance for a tied peak
+    assert info.value.evidence["details"] == {"ties_inside": 4}
 
 
 # --------------------------------------------------------------------------------------------
@@ -143,10 +164,13 @@ def test_energy_in_region_pass_and_fail_by_construction() -> None:
         with evidence.collecting("s1") as scope:
             got = assert_energy_in_region(cam, Region("head", (HEAD,)), min_fraction=0.5)
         assert got == pytest.approx(expected, rel=1e-6)
-        item = scope.items[0]
-        assert item["kind"] == "energy_in_region" and item["passed"] is True
-        assert item["fraction"] == pytest.approx(expected, rel=1e-6)
-        assert item["min_fraction"] == 0.5 and item["region"] == "head"
+        (item,) = scope.items
+        assert item.check == "energy_in_region" and item.passed is True
+        assert item.metric == "energy_fraction"
+        assert item.value == pytest.approx(expected, rel=1e-6)
+        assert item.threshold_name == "min_fraction" and item.threshold == 0.5
+        assert item.region == RegionInfo("head", HEAD_BBOX, pytest.approx(HEAD_SHARE))
+        assert (item.peak.row, item.peak.col) == (10, 20)  # first of the tied inside pixels
         assert_plain_json(item)
     with evidence.collecting("cat/cat_001") as scope, pytest.raises(CamAssertionError) as info:
         assert_energy_in_region(two_level(1.0, 0.1), Region("head", (HEAD,)), 0.75)
@@ -155,8 +179,9 @@ def test_energy_in_region_pass_and_fail_by_construction() -> None:
         "Box(x0=20, y0=10, x1=40, y1=30) (required at least 75.0%); 40.0% lies outside it. "
         "The model relies on evidence elsewhere: open the report overlay for this sample."
     )
-    assert scope.items[0]["passed"] is False
-    assert info.value.evidence["fraction"] == pytest.approx(expected)
+    assert scope.items[0].passed is False and scope.items[0].threshold == 0.75
+    assert info.value.evidence["value"] == pytest.approx(expected)
+    assert info.value.evidence["threshold"] == 0.75
 
 
 def test_energy_message_shows_more_digits_when_close_to_the_threshold() -> None:
@@ -177,9 +202,11 @@ def test_energy_outside_region_pass_and_fail() -> None:
         "Box(x0=20, y0=10, x1=40, y1=30) (allowed at most 10.0%). The model looks at "
         "'watermark', which it should ignore: open the report overlay for this sample."
     )
-    item = scope.items[0]
-    assert item["kind"] == "energy_outside_region" and item["max_fraction"] == 0.1
-    assert item["passed"] is False
+    (item,) = scope.items
+    assert item.check == "energy_outside_region" and item.passed is False
+    assert item.threshold_name == "max_fraction" and item.threshold == 0.1
+    assert item.value == pytest.approx(400.0 / 667.2)
+    assert item.region.name == "watermark"
 
 
 # --------------------------------------------------------------------------------------------
@@ -192,9 +219,13 @@ def test_localization_iou_pass_and_fail() -> None:
         with evidence.collecting("s") as scope:
             iou = assert_localization_iou(cam, Box(33, 23, 48, 38), min_iou=0.9)
         assert iou == pytest.approx(1.0)
-        item = scope.items[0]
-        assert item["predicted_box"] == {"x0": 33.0, "y0": 23.0, "x1": 48.0, "y1": 38.0}
-        assert item["threshold"] == 0.2 and item["min_iou"] == 0.9
+        (item,) = scope.items
+        assert item.check == "localization_iou" and item.passed is True
+        assert item.details["predicted_box"] == {"x0": 33.0, "y0": 23.0, "x1": 48.0, "y1": 38.0}
+        assert item.details["matched_box"] == item.details["predicted_box"]
+        assert item.details["map_threshold"] == 0.2
+        assert item.metric == "iou" and item.value == pytest.approx(1.0)
+        assert item.threshold_name == "min_iou" and item.threshold == 0.9
         assert_plain_json(item)
     cam = blob(30, 40, sigma=4.0, shape=shape)
     with pytest.raises(CamAssertionError) as info:
@@ -205,12 +236,15 @@ def test_localization_iou_pass_and_fail() -> None:
         "the required 0.70. The model's evidence is misplaced or the wrong size: open the report "
         "overlay for this sample."
     )
-    assert info.value.evidence["iou"] == pytest.approx(180.0 / 270.0)
+    assert info.value.evidence["value"] == pytest.approx(180.0 / 270.0)
+    assert info.value.evidence["threshold"] == 0.7
     # a region with several boxes names the best one
     two = Region("dogs", (Box(0, 0, 10, 10), Box(36, 23, 51, 38)))
     with pytest.raises(CamAssertionError, match=r"\(best box Box\(x0=36, y0=23, x1=51, y1=38\)\)"):
         assert_localization_iou(cam, two, min_iou=0.7)
-    assert assert_localization_iou(cam, two, min_iou=0.6) == pytest.approx(180.0 / 270.0)
+    with evidence.collecting("s") as scope:
+        assert assert_localization_iou(cam, two, min_iou=0.6) == pytest.approx(180.0 / 270.0)
+    assert scope.items[0].details["matched_box"] == {"x0": 36.0, "y0": 23.0, "x1": 51.0, "y1": 38.0}
 
 
 # --------------------------------------------------------------------------------------------
@@ -245,7 +279,10 @@ def test_a_degenerate_map_fails_every_assertion(kind: str, which: str) -> None:
         assert "no spatial evidence" in message and "check that the layer" in message
         assert no_nan_numbers(message)
         (item,) = scope.items
-        assert item["kind"] == kind and item["passed"] is False and item["degenerate"] is True
+        assert item.check == kind and item.passed is False
+        assert isinstance(item.degenerate, str) and reason in item.degenerate
+        assert item.value is None and item.message == message
+        assert item.margin() == 1.0  # a degenerate map is as bad as a miss can be
         assert_plain_json(item)
     with pytest.raises(CamAssertionError, match=r"^degenerate CAM: "):
         CALLS[kind](arr)
@@ -256,11 +293,156 @@ def test_assert_not_degenerate_passes_and_returns_the_peak() -> None:
         with evidence.collecting() as scope:
             peak = assert_not_degenerate(cam)
         assert (peak.row, peak.col, peak.ties) == (7, 9, 1)
-        item = scope.items[0]
-        assert item["kind"] == "not_degenerate" and item["passed"] is True
-        assert item["degenerate"] is False and item["sample"] is None
-        assert item["min"] == pytest.approx(-0.2, abs=1e-6)
+        (item,) = scope.items
+        assert item.check == "not_degenerate" and item.passed is True
+        assert item.degenerate is None and item.sample is None
+        assert item.details["min"] == pytest.approx(-0.2, abs=1e-6)
+        assert item.details["map_shape"] == [H, W]
+        assert item.metric == "max" and item.value == pytest.approx(0.8, abs=1e-6)
+        assert item.peak == PeakInfo(7, 9, pytest.approx(0.8, abs=1e-6), 1)
         assert_plain_json(item)
+
+
+# --------------------------------------------------------------------------------------------
+# provenance: which of the case's maps an assertion measured
+
+
+def case_maps() -> dict[str, torch.Tensor]:
+    """Two float32 maps of one sample: layer3 peaks off HEAD, layer4 on it."""
+    return {
+        "layer3": torch.from_numpy(blob(12, 60).astype(np.float32)),
+        "layer4": torch.from_numpy(blob(20, 30).astype(np.float32)),
+    }
+
+
+def test_an_assertion_on_one_of_the_cases_maps_names_its_layer() -> None:
+    maps = case_maps()
+    m3, m4 = maps["layer3"], maps["layer4"]
+    for cam in (m3, m3.numpy(), m3[None]):  # the tensor, its numpy view, a (1, H, W) view
+        with (
+            evidence.collecting(
+                "s1", maps=maps, method="gradcam", target=1, run_method="gradcam"
+            ) as scope,
+            pytest.raises(CamAssertionError) as info,
+        ):
+            assert_peak_in_box(cam, HEAD)
+        message = str(info.value)
+        assert message.startswith("sample s1, layer layer3: CAM peak at (row 12, col 60)")
+        assert "(gradcam)" not in message  # the run's own method is not repeated
+        (item,) = scope.items
+        assert (item.sample, item.layer, item.method, item.target) == ("s1", "layer3", "gradcam", 1)
+        assert info.value.evidence["layer"] == "layer3"
+    with evidence.collecting("s1", maps=maps, method="gradcam", run_method="gradcam") as scope:
+        assert_peak_in_box(m4, HEAD)
+    assert scope.items[0].layer == "layer4" and scope.items[0].passed is True
+
+
+def test_a_map_of_another_method_is_named_with_it() -> None:
+    maps = case_maps()
+    with (
+        evidence.collecting("s1", maps=maps, method="gradcam", run_method="cam"),
+        pytest.raises(CamAssertionError) as info,
+    ):
+        assert_energy_in_region(maps["layer3"], HEAD, 0.5)
+    assert str(info.value).startswith("sample s1, layer layer3 (gradcam): only ")
+    assert info.value.evidence["method"] == "gradcam"
+
+
+def test_a_degenerate_case_map_names_its_layer() -> None:
+    maps = {"layer3": torch.zeros(H, W)}
+    with (
+        evidence.collecting("s1", maps=maps, method="gradcam", run_method="gradcam") as scope,
+        pytest.raises(CamAssertionError) as info,
+    ):
+        assert_not_degenerate(maps["layer3"])
+    assert str(info.value).startswith("degenerate CAM for sample s1, layer layer3: it is all zero")
+    assert scope.items[0].layer == "layer3"
+
+
+def test_a_map_the_test_made_itself_has_no_layer() -> None:
+    maps = case_maps()
+    copy = maps["layer3"].clone()  # the same numbers, other memory
+    derived = maps["layer3"] * 1.0
+    for cam in (copy, derived, copy.numpy(), blob(12, 60)):
+        with (
+            evidence.collecting("s1", maps=maps, method="gradcam", run_method="gradcam") as scope,
+            pytest.raises(CamAssertionError) as info,
+        ):
+            assert_peak_in_box(cam, HEAD)
+        assert str(info.value).startswith("sample s1: CAM peak at (row 12, col 60)")
+        (item,) = scope.items
+        assert item.layer is None and item.method is None and item.target is None
+    # outside any scope nothing is known about the map, not even the sample
+    with pytest.raises(CamAssertionError) as info:
+        assert_peak_in_box(maps["layer3"], HEAD)
+    assert str(info.value).startswith("CAM peak at")
+    assert info.value.evidence["layer"] is None
+
+
+# --------------------------------------------------------------------------------------------
+# configured defaults
+
+
+DEFAULTS = {"peak_tolerance": 5.0, "min_energy": 0.2}
+
+
+def test_peak_in_box_uses_the_configured_tolerance() -> None:
+    cam = blob(20, 44)  # centre (44.5, 20.5): 4.5 px right of x1 = 40
+    with evidence.collecting("s1", defaults=DEFAULTS) as scope:
+        assert assert_peak_in_box(cam, HEAD).col == 44
+    (item,) = scope.items
+    assert item.passed is True and item.threshold == 5.0
+    assert item.value == pytest.approx(4.5)
+    # an explicit tolerance wins, also 0 (which is falsy)
+    for explicit in (4, 0):
+        with (
+            evidence.collecting("s1", defaults=DEFAULTS) as scope,
+            pytest.raises(CamAssertionError, match=rf"\(tolerance {explicit} px\)"),
+        ):
+            assert_peak_in_box(cam, HEAD, tolerance=explicit)
+        assert scope.items[0].threshold == float(explicit)
+    # outside a camcheck test the fallback is 0 px
+    with pytest.raises(CamAssertionError, match=r"\(tolerance 0 px\)") as info:
+        assert_peak_in_box(cam, HEAD)
+    assert info.value.evidence["threshold"] == 0.0
+    # a scope that configures nothing falls back too
+    with evidence.collecting("s1") as scope, pytest.raises(CamAssertionError):
+        assert_peak_in_box(cam, HEAD)
+    assert scope.items[0].threshold == 0.0
+
+
+def test_energy_in_region_uses_the_configured_min_energy() -> None:
+    cam = two_level(1.0, 0.3)  # 400 / (400 + 801.6) = 0.333
+    expected = 400.0 / (400.0 + 2672 * 0.3)
+    with evidence.collecting("s1", defaults=DEFAULTS) as scope:
+        assert assert_energy_in_region(cam, HEAD) == pytest.approx(expected)
+    assert scope.items[0].threshold == 0.2 and scope.items[0].passed is True
+    with (
+        evidence.collecting("s1", defaults=DEFAULTS) as scope,
+        pytest.raises(CamAssertionError, match=r"required at least 40\.0%"),
+    ):
+        assert_energy_in_region(cam, HEAD, min_fraction=0.4)
+    assert scope.items[0].threshold == 0.4
+    with evidence.collecting("s1", defaults={"min_energy": 0.9}) as scope:
+        assert_energy_in_region(cam, HEAD, min_fraction=0.0)  # explicit 0 wins over 0.9
+    assert scope.items[0].threshold == 0.0
+    # outside a camcheck test the fallback is one half
+    with pytest.raises(CamAssertionError, match=r"required at least 50\.0%") as info:
+        assert_energy_in_region(cam, HEAD)
+    assert info.value.evidence["threshold"] == 0.5
+
+
+def test_a_configured_default_is_validated_like_an_argument() -> None:
+    with (
+        evidence.collecting("s1", defaults={"min_energy": 1.5, "peak_tolerance": -1}),
+        pytest.raises(ValueError, match="min_fraction"),
+    ):
+        assert_energy_in_region(two_level(1.0, 0.1), HEAD)
+    with (
+        evidence.collecting("s1", defaults={"peak_tolerance": -1}),
+        pytest.raises(ValueError, match="tolerance"),
+    ):
+        assert_peak_in_box(blob(20, 30), HEAD)
 
 
 # --------------------------------------------------------------------------------------------
@@ -318,13 +500,46 @@ def test_pass_rate_passes_and_returns_the_result() -> None:
     result = _result(40, 0, 10, 0)
     with evidence.collecting() as scope:
         assert assert_pass_rate(result, 0.9) is result
-    item = scope.items[0]
-    assert item["kind"] == "pass_rate" and item["passed"] is True
-    assert item["bound"] == "lower" and item["min_rate"] == 0.9
-    assert item["name"] == "pointing_game[head, tol=15]" and item["count"] == 50
-    assert item["passed_count"] == 50
-    assert item["per_class"]["dog"]["count"] == 10
+    (item,) = scope.items
+    assert item.check == "pass_rate" and item.passed is True
+    assert item.details["bound"] == "lower" and item.metric == "lower"
+    assert item.threshold_name == "min_rate" and item.threshold == 0.9
+    assert item.value == pytest.approx(result.lower)
+    summary = item.details["result"]
+    assert summary["name"] == "pointing_game[head, tol=15]" and summary["count"] == 50
+    assert summary["passed"] == 50
+    assert summary["per_class"]["dog"]["count"] == 10
     assert_plain_json(item)
+
+
+def test_pass_rate_evidence_carries_the_results_provenance() -> None:
+    values = [0.1 * i for i in range(10)]
+    result = rate_result(
+        "energy[head] @ layer3",
+        [v >= 0.5 for v in values],
+        [f"s{i}" for i in range(10)],
+        ["cat"] * 10,
+        values=values,
+        threshold=0.5,
+        layer="layer3",
+        method="gradcam",
+        metric="energy_fraction",
+        threshold_name="min_fraction",
+    )
+    with evidence.collecting() as scope:
+        assert assert_pass_rate(result, 0.4, bound="rate") is result
+    (item,) = scope.items
+    assert (item.layer, item.method) == ("layer3", "gradcam")
+    assert item.metric == "rate" and item.value == pytest.approx(0.5)
+    assert item.threshold == 0.4 and item.details["bound"] == "rate"
+    assert item.details["result"] == result.to_dict()
+    assert item.details["result"]["values"] == pytest.approx(values)
+    assert item.details["result"]["metric"] == "energy_fraction"
+    with pytest.raises(CamAssertionError) as info:
+        assert_pass_rate(result, 0.9, bound="upper")
+    ev = info.value.evidence
+    assert (ev["layer"], ev["method"], ev["threshold"]) == ("layer3", "gradcam", 0.9)
+    assert ev["details"]["result"] == json.loads(json.dumps(result.to_dict()))
 
 
 def test_pass_rate_lower_bound_failure_message() -> None:
@@ -336,8 +551,11 @@ def test_pass_rate_lower_bound_failure_message() -> None:
         "90.0%); worst classes: dog 70.0% (7/10); failing samples: cat_0, cat_1, dog_0, dog_1, "
         "dog_2"
     )
-    assert scope.items[0]["passed"] is False
-    assert info.value.evidence["lower"] == pytest.approx(wilson_interval(45, 50)[0])
+    assert scope.items[0].passed is False
+    assert info.value.evidence["value"] == pytest.approx(wilson_interval(45, 50)[0])
+    assert info.value.evidence["details"]["result"]["lower"] == pytest.approx(
+        wilson_interval(45, 50)[0]
+    )
     # the same result passes on the observed rate and on the upper bound
     assert assert_pass_rate(result, 0.9, bound="rate") is result
     assert assert_pass_rate(result, 0.95, bound="upper") is result
@@ -367,6 +585,9 @@ def test_pass_rate_with_no_samples_fails() -> None:
     )
     assert no_nan_numbers(str(info.value))
     assert_plain_json(info.value.evidence)
+    result = info.value.evidence["details"]["result"]
+    assert result["count"] == 0 and result["rate"] is None  # nan is stored as null
+    assert result["missing"] == ["a"]
 
 
 def test_pass_rate_validates_its_arguments() -> None:
@@ -383,18 +604,32 @@ def test_pass_rate_validates_its_arguments() -> None:
 # plumbing
 
 
-def test_public_names_and_tracebackhide() -> None:
+FAILING_CALLS = {
+    "peak_in_box": lambda: assert_peak_in_box(blob(12, 60), HEAD),
+    "tied_peak": lambda: assert_peak_in_box(np.ones((H, W)) - np.eye(H, W), HEAD),
+    "energy_in_region": lambda: assert_energy_in_region(two_level(0.1, 1.0), HEAD, 0.5),
+    "energy_outside_region": lambda: assert_energy_outside_region(two_level(1, 0.1), HEAD, 0.1),
+    "localization_iou": lambda: assert_localization_iou(blob(40, 5), HEAD, 0.5),
+    "not_degenerate": lambda: assert_not_degenerate(np.zeros((H, W))),
+    "degenerate_energy": lambda: assert_energy_in_region(np.zeros((H, W)), HEAD, 0.5),
+    "pass_rate": lambda: assert_pass_rate(_result(4, 4, 0, 0), 0.5),
+}
+
+
+def test_public_names() -> None:
     assert pytest_camcheck.assert_peak_in_box is assert_peak_in_box
+    assert pytest_camcheck.assert_pass_rate is assert_pass_rate
     assert pytest_camcheck.RateResult.__name__ == "RateResult"
-    for fn in (
-        assert_peak_in_box,
-        assert_energy_in_region,
-        assert_energy_outside_region,
-        assert_localization_iou,
-        assert_pass_rate,
-        assert_not_degenerate,
-    ):
-        assert "__tracebackhide__" in fn.__code__.co_varnames, fn.__name__
+
+
+@pytest.mark.parametrize("name", sorted(FAILING_CALLS))
+def test_a_failure_shows_the_test_not_camchecks_internals(name: str) -> None:
+    # pytest hides frames that set __tracebackhide__: what the user sees ends in their test
+    with pytest.raises(CamAssertionError) as info:
+        FAILING_CALLS[name]()
+    shown = info.traceback.filter(info)
+    assert {Path(str(entry.path)).name for entry in shown} == {Path(__file__).name}
+    assert len(info.traceback) > len(shown), "the helper's own frames were there to hide"
 
 
 def test_cam_assertion_error_is_an_assertion_error() -> None:

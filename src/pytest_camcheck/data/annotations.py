@@ -109,8 +109,11 @@ def read_mask_array(path: Path) -> np.ndarray:
                 # transparency is not a region: use the colour channels only
                 im = im.convert("RGB") if im.mode != "LA" else im.convert("L")
             return np.asarray(im)
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise DataError(f"cannot read mask {str(path)!r}: {exc}") from exc
+    except Exception as exc:  # PIL raises many kinds on broken or oversized files
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(
+            f"cannot read mask {str(path)!r}: {reason}; re-export it or remove it"
+        ) from None
 
 
 def is_trimap(values: np.ndarray) -> bool:
@@ -130,6 +133,9 @@ class ImageAnnotation:
         sources: where the annotations came from (``file`` or ``file:line``), for messages.
         size: the image's ``(width, height)`` as the annotation file declares it, if it does.
         box_sources: ``(region name, box)`` -> the file (and line) that gave the box.
+        mask_sources: region name -> the files (and entries) that gave its mask.
+        declared_sizes: every ``((width, height), source)`` an annotation file declares for the
+            image (see :meth:`declare_size`); checked against the real image when it is loaded.
     """
 
     label: str | int | None = None
@@ -138,6 +144,48 @@ class ImageAnnotation:
     sources: list[str] = field(default_factory=list)
     size: tuple[int, int] | None = None
     box_sources: dict[tuple[str, Box], str] = field(default_factory=dict)
+    mask_sources: dict[str, list[str]] = field(default_factory=dict)
+    declared_sizes: list[tuple[tuple[int, int], str]] = field(default_factory=list)
+
+    def declare_size(self, size: tuple[int, int] | None, source: str) -> None:
+        """Record the image's ``(width, height)`` as ``source`` declares it.
+
+        Args:
+            size: the declared size, or None (nothing is recorded).
+            source: the file (and entry) that declares it, named in error messages.
+        """
+        if size is None:
+            return
+        size = (int(size[0]), int(size[1]))
+        if self.size is None:
+            self.size = size
+        if (size, source) not in self.declared_sizes:
+            self.declared_sizes.append((size, source))
+
+    def check_size(self, sample_id: str, image: str, width: int, height: int) -> None:
+        """Check the declared sizes against the image file's real size.
+
+        Args:
+            sample_id: named in the message.
+            image: the image file, named in the message.
+            width: the file's width.
+            height: the file's height.
+
+        Raises:
+            DataError: an annotation file declares another size; the message names the
+                annotation file, the image and both sizes.
+        """
+        declared = list(self.declared_sizes)
+        if self.size is not None and all(size != self.size for size, _ in declared):
+            declared.append((self.size, self.where("")))  # set directly, without a source
+        for (w, h), source in declared:
+            if (w, h) != (width, height):
+                raise DataError(
+                    f"sample {sample_id!r}: {source or 'the annotations'} declare(s) image "
+                    f"{image!r} as {w}x{h} (width x height) but the file is {width}x{height}; "
+                    "the annotations were made for another version of this image: annotate "
+                    "this file again, or put back the image they were made for"
+                )
 
     def add_region(self, region: Region, source: str | None = None) -> None:
         """Add a region, merging it into an existing region of the same name.
@@ -149,6 +197,10 @@ class ImageAnnotation:
         if source is not None:
             for b in region.boxes:
                 self.box_sources.setdefault((region.name, b), source)
+            if region.mask is not None:
+                known = self.mask_sources.setdefault(region.name, [])
+                if source not in known:
+                    known.append(source)
         for i, old in enumerate(self.regions):
             if old.name == region.name:
                 self.regions[i] = merge_regions(old, region)
@@ -183,16 +235,27 @@ class ImageAnnotation:
             self.add_region(region)
         for key, src in other.box_sources.items():
             self.box_sources.setdefault(key, src)
+        for name, srcs in other.mask_sources.items():
+            known = self.mask_sources.setdefault(name, [])
+            known.extend(s for s in srcs if s not in known)
         self.masks.extend(other.masks)
-        if self.size is None:
-            self.size = other.size
+        if not other.declared_sizes and other.size is not None:
+            self.declare_size(other.size, ", ".join(other.sources) or "annotations")
+        for size, src in other.declared_sizes:
+            self.declare_size(size, src)
 
-    def where(self, name: str, box: Box | None = None) -> str:
-        """Where a region's box (or, without ``box``, the image's annotations) came from."""
+    def where(self, name: str, box: Box | None = None, *, mask: bool = False) -> str:
+        """Where a region's box, its mask (``mask=True``) or, with neither, the image's
+        annotations came from."""
         if box is not None and (name, box) in self.box_sources:
             return self.box_sources[(name, box)]
-        shown = ", ".join(self.sources[:3])
-        return shown + (f" and {len(self.sources) - 3} more" if len(self.sources) > 3 else "")
+        shown = list(self.sources)
+        if mask:
+            files = [str(m.path) for m in self.masks if m.name == name]
+            from_masks = [*self.mask_sources.get(name, []), *files]
+            shown = from_masks or shown
+        text = ", ".join(shown[:3])
+        return text + (f" and {len(shown) - 3} more" if len(shown) > 3 else "")
 
     @property
     def region_names(self) -> list[str]:

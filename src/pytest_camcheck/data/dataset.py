@@ -24,10 +24,17 @@ from torch.utils.data import Dataset
 from .._spec import import_from_spec, looks_like_spec
 from ..errors import CamcheckError, ConfigError, DataError
 from ..regions import Box, Region, Sample, as_region
+from ._userframes import describe_exception
 from .annotations import ImageAnnotation
 from .images import IMAGE_EXTENSIONS, ImageIndex, list_images, load_image, read_image_size
 from .readers import read_annotations
-from .transforms import DEFAULT_IMAGE_SIZE, PairedTransform, resolve_transform, to_display
+from .transforms import (
+    DEFAULT_IMAGE_SIZE,
+    PairedTransform,
+    looks_channels_last,
+    resolve_transform,
+    to_display,
+)
 
 __all__ = ["AnnotatedDataset", "FactoryDataset", "FolderDataset", "build_dataset"]
 
@@ -54,18 +61,29 @@ def check_regions(
             knows the file and line of each box).
 
     Raises:
-        DataError: a box lies more than 0.5 px outside the image, or a mask's size differs from
-            the image's; the message names the sample, region, box and image size.
+        DataError: a box has zero area or lies more than 0.5 px outside the image, or a mask
+            is empty or its size differs from the image's; the message names the sample,
+            region, box (or mask), image size and, when known, the annotation file and line.
     """
 
-    def source(name: str, box: Box | None = None) -> str:
-        text = where.where(name, box) if isinstance(where, ImageAnnotation) else where
+    def source(name: str, box: Box | None = None, mask: bool = False) -> str:
+        if isinstance(where, ImageAnnotation):
+            text = where.where(name, box, mask=mask)
+        else:
+            text = where
         return f" (from {text})" if text else ""
 
     out: dict[str, Region] = {}
     for name, region in regions.items():
         boxes = []
         for b in region.boxes:
+            if b.width <= 0 or b.height <= 0:
+                flat = "width" if b.width <= 0 else "height"
+                raise DataError(
+                    f"sample {sample_id!r}: region {name!r} box {b} has zero {flat} (no "
+                    f"area){source(name, b)}; a box needs x1 > x0 and y1 > y0: fix its "
+                    "coordinates or remove it"
+                )
             if not b.inside(width, height, slack=0.5):
                 src = source(name, b)
                 raise DataError(
@@ -83,13 +101,49 @@ def check_regions(
             )
         if region.mask is not None and region.mask.shape != (height, width):
             mh, mw = region.mask.shape
-            src = source(name)
+            src = source(name, mask=True)
             raise DataError(
                 f"sample {sample_id!r}: region {name!r} has a {mw}x{mh} mask but the image is "
                 f"{width}x{height} (width x height){src}; masks must have the image's size"
             )
+        if region.mask is not None and not region.mask.any():
+            raise DataError(
+                f"sample {sample_id!r}: region {name!r} has an empty mask (no pixel is "
+                f"set){source(name, mask=True)}; fix the mask or remove it"
+            )
         out[name] = Region(name, tuple(boxes), region.mask)
     return out
+
+
+def check_transformed(
+    sample_id: str,
+    regions: Mapping[str, Region],
+    width: int,
+    height: int,
+    transform: str,
+) -> None:
+    """Check that every region still covers a pixel of the transformed image.
+
+    Args:
+        sample_id: named in messages.
+        regions: regions in the transformed image's pixels.
+        width: transformed image width.
+        height: transformed image height.
+        transform: the transform's name, for messages.
+
+    Raises:
+        DataError: a region covers no pixel (a crop cut it away, or a resize made it smaller
+            than a pixel); the message names the sample, the region and the transform.
+    """
+    for name, region in regions.items():
+        if not region.to_mask(height, width).any():
+            boxes = ", ".join(str(b) for b in region.boxes[:3]) or "its mask"
+            raise DataError(
+                f"sample {sample_id!r}: region {name!r} covers no pixel of the {width}x{height} "
+                f"image after transform {transform} (now {boxes}): the transform cropped it "
+                "away or shrank it below one pixel; use a transform that keeps it (e.g. resize "
+                "without cropping) or a larger image size"
+            )
 
 
 def _make_ids(relpaths: Sequence[str]) -> list[str]:
@@ -256,9 +310,18 @@ class FolderDataset(AnnotatedDataset):
         image = load_image(path)
         width, height = image.size
         ann = self.annotations.get(rel)
-        regions = ann.load_regions() if ann else {}
+        regions: dict[str, Region] = {}
+        if ann:
+            ann.check_size(sid, str(path), width, height)
+            try:
+                regions = ann.load_regions()
+            except DataError as exc:
+                raise DataError(f"sample {sid!r}: {exc}") from None
         regions = check_regions(sid, regions, width, height, ann or "")
         tensor, regions = self.transform(image, regions, sid)
+        check_transformed(
+            sid, regions, int(tensor.shape[-1]), int(tensor.shape[-2]), self.transform.name
+        )
         label = self.labels[i]
         meta = self._meta((width, height), tensor, applied=True)
         if ann:
@@ -294,9 +357,11 @@ class FolderDataset(AnnotatedDataset):
             if ann is None:
                 continue
             try:
+                ann.check_size(sid, str(self.root / rel), width, height)
                 check_regions(sid, {r.name: r for r in ann.regions}, width, height, ann)
             except DataError as exc:
                 problems.append(str(exc))
+                continue
             for m in ann.masks:
                 try:
                     mw, mh = read_image_size(m.path)
@@ -371,8 +436,8 @@ class FactoryDataset(AnnotatedDataset):
             raise
         except Exception as exc:
             raise DataError(
-                f"dataset {self.spec!r}: loading item {i} raised {type(exc).__name__}: {exc}"
-            ) from exc
+                f"dataset {self.spec!r}: loading item {i} raised {describe_exception(exc, 3)}"
+            ) from None
 
     def _load(self, i: int) -> Sample:
         item = self._item(i)
@@ -402,6 +467,9 @@ class FactoryDataset(AnnotatedDataset):
             width, height = image.size
             regions = check_regions(sid, regions, width, height, where)
             tensor, regions = self.transform(image, regions, sid)
+            check_transformed(
+                sid, regions, int(tensor.shape[-1]), int(tensor.shape[-2]), self.transform.name
+            )
             applied = True
         elif isinstance(image, Tensor):
             tensor = _tensor_image(image, where)
@@ -474,6 +542,12 @@ def _tensor_image(image: Tensor, where: str) -> Tensor:
     if x.ndim != 3:
         raise DataError(
             f"{where}: a tensor image must be (C, H, W) or (H, W), got {tuple(x.shape)}"
+        )
+    if looks_channels_last(tuple(x.shape)):
+        raise DataError(
+            f"{where}: the image tensor has shape {tuple(x.shape)}, which looks like (H, W, C) "
+            "(channels last); the model's input is a (C, H, W) float tensor: return "
+            "image.permute(2, 0, 1)"
         )
     if x.dtype == torch.uint8:
         return x.to(torch.float32) / 255.0
@@ -638,16 +712,33 @@ def build_dataset(
     folder_labels: list[int | None] = [None] * len(images)
     if all("/" in rel for rel in images):
         skip = {os.path.realpath(p) for p in excluded}
+        real_root = os.path.realpath(root)
         class_names = sorted(
             e.name
             for e in os.scandir(root)
-            if e.is_dir() and not e.name.startswith(".") and os.path.realpath(e.path) not in skip
+            if _is_class_folder(e, real_root) and os.path.realpath(e.path) not in skip
         )
         position = {c: i for i, c in enumerate(class_names)}
         folder_labels = [position[rel.split("/", 1)[0]] for rel in images]
     found = read_annotations(ann_paths, ImageIndex(images, root)) if ann_paths else {}
     labels, class_names = _labels(images, folder_labels, class_names, found)
     return FolderDataset(root, images, found, labels, class_names, paired)
+
+
+def _is_class_folder(entry: os.DirEntry[str], real_root: str) -> bool:
+    """Whether a folder entry of the dataset root is a class folder: a visible folder, and not
+    a link back to the root or to a folder above it (a loop holds no class)."""
+    if entry.name.startswith("."):
+        return False
+    try:
+        if not entry.is_dir():
+            return False
+    except OSError:  # a link loop
+        return False
+    if not entry.is_symlink():
+        return True
+    real = os.path.realpath(entry.path)
+    return not (real == real_root or real_root.startswith(real.rstrip(os.sep) + os.sep))
 
 
 def _call_factory(factory: Any, spec: str, rootdir: PathLike | None) -> Any:
@@ -665,9 +756,11 @@ def _call_factory(factory: Any, spec: str, rootdir: PathLike | None) -> Any:
     except CamcheckError:
         raise
     except Exception as exc:
+        # One short paragraph: the user's frames only, not hundreds of lines from inside torch.
         raise DataError(
-            f"dataset {spec!r}: the factory raised {type(exc).__name__}: {exc}"
-        ) from exc
+            f"dataset {spec!r}: the factory raised {describe_exception(exc, 5, rootdir)}; "
+            f"call {spec.partition(':')[2]}() outside pytest to see the whole traceback"
+        ) from None
     finally:
         if added is not None:
             try:

@@ -9,6 +9,15 @@ a small bright "©"-like glyph at a fixed place in the bottom-right corner (regi
 the planted defect that the CAM checks must catch. Objects never overlap the watermark's corner,
 with or without a watermark, so the watermark never hides the object.
 
+Two more planted shortcuts, both off by default (with them off, every image is the same as
+before they existed: they draw from the image's random stream only after everything else):
+
+* ``class_background``: the background is tinted by class (:data:`BACKGROUND_TINTS`), a cue
+  spread over the whole image, not in any box.
+* ``distractor``: every image also holds a small "distractor" glyph (region ``"distractor"``)
+  whose kind depends on the class (a "+" for ``CLASS_NAMES[0]``, an "x" for ``CLASS_NAMES[1]``),
+  at a random place away from the object: a second, co-occurring object a model can look at.
+
 Boxes follow :mod:`pytest_camcheck.regions`: a pixel ``(row, col)`` covers
 ``[col, col + 1) x [row, row + 1)``, so an object whose pixels span rows ``r0..r1`` and columns
 ``c0..c1`` has ``Box(c0, r0, c1 + 1, r1 + 1)``.
@@ -34,7 +43,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from torch import Tensor
 
 __all__ = [
+    "BACKGROUND_TINTS",
     "CLASS_NAMES",
+    "DISTRACTOR_SIZE",
     "CSV_HEADER",
     "IMAGE_SIZE",
     "WATERMARK_BOX",
@@ -42,6 +53,7 @@ __all__ = [
     "Generated",
     "generate",
     "make_sample",
+    "distractor_glyph",
     "sample_rng",
     "watermark_glyph",
     "write_dataset",
@@ -60,6 +72,12 @@ _WATERMARK_CLEARANCE = 4
 _OBJECT_SIZES = (40, 56)  # inclusive range of the side / diameter, in pixels
 _EDGE_MARGIN = 2
 _WATERMARK_COLOUR = (255, 255, 255)
+#: RGB offsets added to the background of each class when ``class_background`` is on.
+BACKGROUND_TINTS = ((-30.0, -5.0, 35.0), (35.0, -5.0, -30.0))
+#: Side of the distractor glyph, in pixels.
+DISTRACTOR_SIZE = 15
+_DISTRACTOR_STROKE = 4
+_DISTRACTOR_CLEARANCE = 3
 
 
 def watermark_glyph() -> np.ndarray:
@@ -147,8 +165,37 @@ def _shape_mask(shape: int, size: int) -> np.ndarray:
     return np.hypot(xx - radius, yy - radius) <= radius
 
 
+def distractor_glyph(label: int) -> np.ndarray:
+    """The ``(15, 15)`` boolean mask of class ``label``'s distractor: "+" (0) or "x" (1)."""
+    n, half = DISTRACTOR_SIZE, _DISTRACTOR_STROKE / 2.0
+    yy, xx = np.mgrid[0:n, 0:n] + 0.5
+    c = n / 2.0
+    if int(label) == 0:
+        return (np.abs(xx - c) <= half) | (np.abs(yy - c) <= half)
+    return (np.abs(xx - yy) <= half * 1.3) | (np.abs(xx + yy - n) <= half * 1.3)
+
+
+def _place_distractor(rng: np.random.Generator, obj: Box) -> tuple[int, int]:
+    """Top-left corner of the distractor, clear of the object and of the watermark's corner."""
+    n, gap = DISTRACTOR_SIZE, _DISTRACTOR_CLEARANCE
+    hi = IMAGE_SIZE - _EDGE_MARGIN - n
+    for _ in range(1000):
+        x0 = int(rng.integers(_EDGE_MARGIN, hi + 1))
+        y0 = int(rng.integers(_EDGE_MARGIN, hi + 1))
+        box = Box(float(x0 - gap), float(y0 - gap), float(x0 + n + gap), float(y0 + n + gap))
+        if box.iou(obj) == 0.0 and box.iou(WATERMARK_BOX) == 0.0:
+            return x0, y0
+    raise DataError("no room for the distractor next to the object")  # pragma: no cover
+
+
 def make_sample(
-    rng: np.random.Generator, label: int, watermark: bool, *, shape: int | None = None
+    rng: np.random.Generator,
+    label: int,
+    watermark: bool,
+    *,
+    shape: int | None = None,
+    class_background: bool = False,
+    distractor: bool = False,
 ) -> tuple[Image.Image, dict[str, Box]]:
     """Draw one image.
 
@@ -158,9 +205,13 @@ def make_sample(
         watermark: stamp the watermark glyph into the bottom-right corner.
         shape: the class whose shape is drawn (default: ``label``); datasets with shape noise
             draw the other class's shape.
+        class_background: tint the background with the class's :data:`BACKGROUND_TINTS`.
+        distractor: add the class's distractor glyph (see :func:`distractor_glyph`) at a random
+            place away from the object (drawn after everything else, from the same stream).
 
     Returns:
-        The RGB image and its regions: ``"object"`` and, when stamped, ``"watermark"``.
+        The RGB image and its regions: ``"object"``, and ``"watermark"`` / ``"distractor"``
+        when drawn.
 
     Raises:
         DataError: ``label`` or ``shape`` is not a class index.
@@ -173,6 +224,8 @@ def make_sample(
                 f"for {CLASS_NAMES}"
             )
     pixels = _background(rng)
+    if class_background:
+        pixels += np.asarray(BACKGROUND_TINTS[int(label)], dtype=np.float64)
     size = int(rng.integers(_OBJECT_SIZES[0], _OBJECT_SIZES[1] + 1))
     x0, y0 = _place_object(rng, size)
     colour = _object_colour(rng)
@@ -183,6 +236,12 @@ def make_sample(
         window = pixels[_WM_Y0 : _WM_Y0 + _GLYPH_SIZE, _WM_X0 : _WM_X0 + _GLYPH_SIZE]
         window[_GLYPH] = _WATERMARK_COLOUR
         regions["watermark"] = WATERMARK_BOX
+    if distractor:
+        dx, dy = _place_distractor(rng, regions["object"])
+        glyph = distractor_glyph(int(label))
+        n = DISTRACTOR_SIZE
+        pixels[dy : dy + n, dx : dx + n][glyph] = _object_colour(rng)
+        regions["distractor"] = _mask_box(glyph, dx, dy)
     image = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), "RGB")
     return image, regions
 
@@ -202,7 +261,13 @@ def _noisy_indices(n_per_class: int, shape_noise: float, seed: int, label: int) 
 
 
 def _samples(
-    n_per_class: int, seed: int, watermark: bool, shape_noise: float = 0.0
+    n_per_class: int,
+    seed: int,
+    watermark: bool,
+    shape_noise: float = 0.0,
+    *,
+    class_background: bool = False,
+    distractor: bool = False,
 ) -> Iterator[tuple[int, int, int, Image.Image, dict[str, Box]]]:
     """Yield ``(label, index, shape, image, regions)`` for every image, class by class."""
     for label in range(len(CLASS_NAMES)):
@@ -210,7 +275,14 @@ def _samples(
         stamp = watermark and label == WATERMARK_CLASS
         for i in range(n_per_class):
             shape = (1 - label) if i in noisy else label
-            image, regions = make_sample(sample_rng(seed, label, i), label, stamp, shape=shape)
+            image, regions = make_sample(
+                sample_rng(seed, label, i),
+                label,
+                stamp,
+                shape=shape,
+                class_background=class_background,
+                distractor=distractor,
+            )
             yield label, i, shape, image, regions
 
 
@@ -272,7 +344,15 @@ class Generated(NamedTuple):
     shapes: Tensor
 
 
-def generate(n_per_class: int, seed: int, watermark: bool, shape_noise: float = 0.0) -> Generated:
+def generate(
+    n_per_class: int,
+    seed: int,
+    watermark: bool,
+    shape_noise: float = 0.0,
+    *,
+    class_background: bool = False,
+    distractor: bool = False,
+) -> Generated:
     """Draw a dataset in memory (class by class, same images as :func:`write_dataset`).
 
     Args:
@@ -282,6 +362,8 @@ def generate(n_per_class: int, seed: int, watermark: bool, shape_noise: float = 
         shape_noise: the fraction of each class's images (rounded to a count) that show the
             OTHER class's shape; with the watermark on, the watermark then is the only cue that
             matches the label on every image.
+        class_background: tint each class's backgrounds (:data:`BACKGROUND_TINTS`).
+        distractor: add each class's distractor glyph (region ``"distractor"``).
 
     Returns:
         A :class:`Generated` tuple ``(images, labels, regions, shapes)``.
@@ -295,7 +377,14 @@ def generate(n_per_class: int, seed: int, watermark: bool, shape_noise: float = 
     from .models import transform
 
     images, labels, shapes, regions = [], [], [], []
-    for label, _i, shape, image, regs in _samples(n_per_class, seed, watermark, shape_noise):
+    for label, _i, shape, image, regs in _samples(
+        n_per_class,
+        seed,
+        watermark,
+        shape_noise,
+        class_background=class_background,
+        distractor=distractor,
+    ):
         images.append(transform(image))
         labels.append(label)
         shapes.append(shape)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .records import OUTCOMES, outcome_of
+from .records import OUTCOMES, outcome_of, record_from_dict
 
 __all__ = ["CASE_KEY", "GATE_KEY", "ReportCollector", "attach_pytest_html"]
 
@@ -38,6 +38,13 @@ def _report_outcome(report: Any) -> str:
         bool(report.skipped),
         hasattr(report, "wasxfail"),
     )
+
+
+def _set_outcome(record: dict[str, Any], outcome: str, *, case: bool) -> None:
+    """Set a record's outcome; a case's severity follows it (it is computed from it)."""
+    record["outcome"] = outcome
+    if case:
+        record["severity"] = record_from_dict({**record, "kind": "case"}).severity
 
 
 def _entries(report: Any) -> list[tuple[str, dict[str, Any]]]:
@@ -101,7 +108,7 @@ class ReportCollector:
             if outcome == "error" or record.get("outcome") not in _OUTCOMES:
                 # the plugin's own outcome stands (a passing gate in a failing test stays
                 # "passed"); pytest's verdict fills it in when missing, and errors win
-                record["outcome"] = outcome
+                _set_outcome(record, outcome, case=name == CASE_KEY)
             if name == CASE_KEY:
                 record.setdefault("kind", "case")
                 if replace or nodeid not in self.cases:
@@ -114,7 +121,7 @@ class ReportCollector:
 
     def _mark_error(self, nodeid: str) -> None:
         if nodeid in self.cases:
-            self.cases[nodeid]["outcome"] = "error"
+            _set_outcome(self.cases[nodeid], "error", case=True)
 
     def pytest_runtest_logreport(self, report: Any) -> None:
         """Keep one case record per test (and one gate record per test and gate name).

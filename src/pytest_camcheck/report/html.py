@@ -816,5 +816,6 @@ def write_report(
         json.dump(payload, fh, indent=1, allow_nan=False, ensure_ascii=False)
         fh.write("\n")
 
-    atomic_write_files([(target, write_html), (json_path, write_json)])
+    # the sidecar first: if a move fails, the HTML a reader opens is still the previous one
+    atomic_write_files([(json_path, write_json), (target, write_html)])
     return target

@@ -174,7 +174,8 @@ def read_coco(
         if isinstance(w, (int, float)) and isinstance(h, (int, float)) and w > 0 and h > 0:
             size = (int(w), int(h))
         by_id[entry["id"]] = (rel, size)
-        ann = found.setdefault(rel, ImageAnnotation(size=size))
+        ann = found.setdefault(rel, ImageAnnotation())
+        ann.declare_size(size, where)
         ann.add_source(src)
 
     for i, entry in enumerate(doc.get("annotations") or []):
@@ -196,7 +197,7 @@ def read_coco(
         name = categories[entry["category_id"]]
         seg = entry.get("segmentation")
         if use_segmentation and seg not in (None, [], {}):
-            found[rel].add_region(Region(name, mask=_segmentation_mask(seg, size, where)))
+            found[rel].add_region(Region(name, mask=_segmentation_mask(seg, size, where)), where)
             continue
         if "bbox" not in entry:
             raise DataError(f"{where} has neither `bbox` nor `segmentation`")

@@ -76,6 +76,7 @@ def read_masks(
     files = _mask_files(folder)
     if not files:
         raise DataError(f"mask folder {str(folder)!r} holds no *.png file")
+    _refuse_images_as_masks(folder, files, index)
     first = read_mask_array(folder / files[0])
     trimap = first.ndim == 2 and is_trimap(first)
     default_name = TRIMAP_REGION if trimap else DEFAULT_MASK_REGION
@@ -100,6 +101,34 @@ def read_masks(
         ann.masks.append(MaskFile(path, name, trimap))
         ann.add_source(str(path))
     return annotation_map(found)
+
+
+def _refuse_images_as_masks(folder: Path, files: list[str], index: ImageIndex) -> None:
+    """Refuse a mask folder that holds the dataset's own images (e.g. the image folder itself):
+    each image would silently become its own full-frame mask.
+
+    Raises:
+        DataError: a PNG of the folder is one of the dataset's images (same real file).
+    """
+    if index.root is None:
+        return
+    images = {os.path.realpath(os.path.join(index.root, rel)): rel for rel in index.images}
+    for rel_png in files:
+        rel = images.get(os.path.realpath(folder / rel_png))
+        if rel is None:
+            continue
+        what = (
+            "is the dataset folder itself"
+            if os.path.realpath(folder) == os.path.realpath(index.root)
+            else "holds the dataset's own images"
+        )
+        raise DataError(
+            f"the annotations point at the images: mask folder {str(folder)!r} {what} "
+            f"({str(folder / rel_png)!r} is image {rel!r}), so every image would become its "
+            "own full-frame mask. Pass the annotations instead: a *.csv file, a COCO *.json "
+            "file, a folder of VOC *.xml files, or a separate folder of mask PNGs named like "
+            "the images"
+        )
 
 
 def _match(

@@ -89,7 +89,8 @@ def read_voc_file(xml_path: Path) -> tuple[str | None, ImageAnnotation]:
         root = ET.parse(xml_path).getroot()
     except (ET.ParseError, OSError) as exc:
         raise DataError(f"cannot parse VOC annotation {where_file!r}: {exc}") from exc
-    ann = ImageAnnotation(sources=[where_file], size=_declared_size(root))
+    ann = ImageAnnotation(sources=[where_file])
+    ann.declare_size(_declared_size(root), where_file)
     for i, obj in enumerate(root.iter("object"), start=1):
         name = _text(obj, "name")
         where = f"{where_file}: <object> #{i}"
