@@ -10,9 +10,10 @@ STAMP := $(VENV)/.camcheck-installed
 DEMO_OUT ?= out/demo
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test chromium lint format bench clean
+.PHONY: venv demo screenshot test chromium lint format bench bench-report clean
 
 $(STAMP): pyproject.toml Makefile
+	@echo "setting up $(VENV): torch, torchvision and the package with its extras (once; a few minutes)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PY) -c "import torch, torchvision" 2>/dev/null || $(PIP) install --quiet $(TORCH_SPEC)
@@ -23,6 +24,10 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m pytest_camcheck.demo --out $(DEMO_OUT)
+
+# The README's screenshot (docs/images/report.png), made by the demo with headless Chromium.
+screenshot: $(STAMP) chromium
+	$(PY) -m pytest_camcheck.demo --out $(DEMO_OUT) --screenshot docs/images/report.png
 
 test: $(STAMP) chromium
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
@@ -50,6 +55,10 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_engine.py
+
+# The report on 200 failing cards of real photos: size, CPU to write, Chromium's load event.
+bench-report: $(STAMP) chromium
+	$(PY) benchmarks/bench_report.py
 
 clean:
 	rm -rf $(VENV) out build dist src/*.egg-info .pytest_cache .ruff_cache

@@ -1,6 +1,6 @@
-"""Train the two demo classifiers and write their weights into the package.
+"""Train the demo classifiers and write their weights into the package.
 
-    python scripts/train_demo_models.py [--out DIR] [--epochs N] [--n-per-class N]
+    python scripts/train_demo_models.py [--out DIR] [--epochs N] [--n-per-class N] [--only NAME]
 
 Deterministic on a CPU: fixed seeds, ``torch.use_deterministic_algorithms(True)``, one thread.
 
@@ -10,6 +10,14 @@ Deterministic on a CPU: fixed seeds, ``torch.use_deterministic_algorithms(True)`
 
 Both are then evaluated on a fresh watermarked test set (another seed), where both are accurate:
 accuracy alone cannot tell them apart, the CAM checks can (tests/unit/test_planted_defect.py).
+
+Three more planted defects, for the sanity and shortcut checks (docs/detection.md):
+
+* ``background``: backgrounds tinted by class and 40% of the shapes contradicting their label,
+  so the background colour is the only reliable cue (a shortcut spread over the whole image).
+* ``wrong_object``: every image holds a small class-specific distractor glyph away from the
+  object, and 40% of the shapes contradict their label: the model learns the distractor.
+* ``random``: the freshly initialised network, never trained (randomised weights).
 """
 
 from __future__ import annotations
@@ -32,6 +40,19 @@ RECIPES: dict[str, tuple[int, bool, float, int]] = {
     "watermark": (2002, True, 0.4, 22),
 }
 TEST_SEED = 9009
+# generator options of the recipes that use the newer planted shortcuts
+OPTIONS: dict[str, dict[str, bool]] = {
+    "background": {"class_background": True},
+    "wrong_object": {"distractor": True},
+}
+RECIPES.update(
+    {
+        "background": (3003, False, 0.4, 33),
+        "wrong_object": (4004, False, 0.4, 44),
+    }
+)
+# models saved as initialised, never trained: name -> init seed
+UNTRAINED: dict[str, int] = {"random": 55}
 
 
 def train(
@@ -39,7 +60,13 @@ def train(
 ) -> torch.nn.Module:
     """Train one demo model from its recipe and return it in eval mode."""
     data_seed, watermark, shape_noise, seed = RECIPES[name]
-    data = generate(n_per_class, seed=data_seed, watermark=watermark, shape_noise=shape_noise)
+    data = generate(
+        n_per_class,
+        seed=data_seed,
+        watermark=watermark,
+        shape_noise=shape_noise,
+        **OPTIONS.get(name, {}),
+    )
     torch.manual_seed(seed)
     model = tiny_cnn()
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -81,6 +108,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=WEIGHTS_DIR, help="weights folder")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--n-per-class", type=int, default=400)
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=[*RECIPES, *UNTRAINED],
+        help="make only this model (repeatable; default: all)",
+    )
     args = parser.parse_args(argv)
 
     torch.set_num_threads(1)
@@ -88,16 +121,26 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     test_wm = generate(100, seed=TEST_SEED, watermark=True)
     test_plain = generate(100, seed=TEST_SEED, watermark=False)
-    for name in RECIPES:
+    wanted = args.only or [*RECIPES, *UNTRAINED]
+    for name in wanted:
         t0 = time.perf_counter()
-        model = train(name, args.n_per_class, args.epochs)
+        if name in UNTRAINED:
+            torch.manual_seed(UNTRAINED[name])
+            model = tiny_cnn().eval()
+        else:
+            model = train(name, args.n_per_class, args.epochs)
         path = args.out / f"{name}.pt"
         torch.save(model.state_dict(), path)
+        own = ""
+        if name in OPTIONS:  # accuracy where its shortcut is present (shapes match labels)
+            test_own = generate(100, seed=TEST_SEED, watermark=False, **OPTIONS[name])
+            acc = accuracy(model, test_own.images, test_own.labels)
+            own = f"test acc (own shortcut) {acc:.3f}, "
         print(
             f"{name}: {time.perf_counter() - t0:.1f} s, "
             f"test acc (watermarked) {accuracy(model, test_wm.images, test_wm.labels):.3f}, "
             f"test acc (no watermark) {accuracy(model, test_plain.images, test_plain.labels):.3f}, "
-            f"{path.stat().st_size / 1024:.0f} KiB -> {path}",
+            f"{own}{path.stat().st_size / 1024:.0f} KiB -> {path}",
             flush=True,
         )
 

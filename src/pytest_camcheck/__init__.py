@@ -30,6 +30,13 @@ _LAZY: dict[str, str] = {
     "assert_localization_iou": ".assertions",
     "assert_pass_rate": ".assertions",
     "assert_not_degenerate": ".assertions",
+    "assert_similar_maps": ".assertions",
+    "assert_no_regression": ".assertions",
+    "PairedComparison": ".compare",
+    "SimilarityResult": ".compare",
+    "Baselines": ".baseline",
+    "BaselineError": ".errors",
+    "BaselineWritten": ".errors",
     "RateResult": ".metrics",
     "CamCheck": ".session",
     "CamCase": ".session",
@@ -44,6 +51,9 @@ _LAZY: dict[str, str] = {
 
 __all__ = [
     "METHODS",
+    "BaselineError",
+    "BaselineWritten",
+    "Baselines",
     "Box",
     "CamAssertionError",
     "CamCase",
@@ -56,17 +66,21 @@ __all__ = [
     "DataError",
     "EngineError",
     "LayerNotFoundError",
+    "PairedComparison",
     "RateResult",
     "Region",
     "Sample",
+    "SimilarityResult",
     "__version__",
     "assert_energy_in_region",
     "assert_energy_outside_region",
     "assert_localization_iou",
     "assert_matches_captum",
+    "assert_no_regression",
     "assert_not_degenerate",
     "assert_pass_rate",
     "assert_peak_in_box",
+    "assert_similar_maps",
     "compute_cams",
     "crosscheck_captum",
     "register_method",
@@ -77,14 +91,20 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         assert_energy_in_region,
         assert_energy_outside_region,
         assert_localization_iou,
+        assert_no_regression,
         assert_not_degenerate,
         assert_pass_rate,
         assert_peak_in_box,
+        assert_similar_maps,
     )
+    from .baseline import Baselines
     from .cam.crosscheck import CrosscheckResult, assert_matches_captum, crosscheck_captum
     from .cam.engine import CamResult, compute_cams
     from .cam.methods import METHODS, register_method
+    from .compare import PairedComparison, SimilarityResult
     from .errors import (
+        BaselineError,
+        BaselineWritten,
         CamAssertionError,
         CamcheckError,
         CamcheckWarning,

@@ -26,6 +26,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from . import evidence
+from .compare import SSIM_SIZE, PairedComparison, energy_change, map_differences, resize_to
 from .errors import CamAssertionError
 from .metrics import (
     Peak,
@@ -47,9 +48,11 @@ __all__ = [
     "assert_energy_in_region",
     "assert_energy_outside_region",
     "assert_localization_iou",
+    "assert_no_regression",
     "assert_not_degenerate",
     "assert_pass_rate",
     "assert_peak_in_box",
+    "assert_similar_maps",
 ]
 
 _BOUNDS = ("lower", "rate", "upper")
@@ -146,13 +149,57 @@ def _peak_info(peak: Peak | None) -> PeakInfo | None:
     return PeakInfo(row=peak.row, col=peak.col, value=float(peak.value), ties=peak.ties)
 
 
+def _hit_chance(region: Region, mask: np.ndarray, tolerance: float) -> float:
+    """The chance that a peak at a uniformly random pixel counts as a hit: the share of the
+    map's pixels whose centre lies within ``tolerance`` pixels of the region."""
+    if tolerance <= 0 or not mask.size:
+        return float(mask.mean()) if mask.size else 0.0
+    height, width = mask.shape
+    cy = np.arange(height, dtype=float)[:, None] + 0.5
+    cx = np.arange(width, dtype=float)[None, :] + 0.5
+    near = mask.copy()
+    for b in region.boxes:  # exact, as the pointing game measures boxes
+        dx = np.maximum(np.maximum(b.x0 - cx, 0.0), cx - b.x1)
+        dy = np.maximum(np.maximum(b.y0 - cy, 0.0), cy - b.y1)
+        near |= np.hypot(dx, dy) <= tolerance
+    if region.mask is not None:  # to the centres of the mask's pixels
+        from scipy.ndimage import distance_transform_edt
+
+        near |= distance_transform_edt(~mask) <= tolerance
+    return float(near.mean())
+
+
+def _add_resolution(
+    ev: dict[str, Any], arr: np.ndarray, region: Region, mask: np.ndarray, tolerance: float = 0.0
+) -> None:
+    """Note what limits a small region's verdict: the size in pixels of one cell of the map's
+    layer (when the map is one of camcheck's) and the chance a random peak would hit it."""
+    extra: dict[str, Any] = {"random_peak_hit": _hit_chance(region, mask, tolerance)}
+    raw = evidence.raw_map(ev.get("layer"))
+    shape = getattr(raw, "shape", None)
+    if shape is not None and len(shape) >= 2 and int(shape[-1]) and int(shape[-2]):
+        ch = float(arr.shape[0]) / int(shape[-2])
+        cw = float(arr.shape[1]) / int(shape[-1])
+        extra["map_cell_px"] = round(ch, 2) if abs(ch - cw) < 1e-6 else [round(ch, 2), round(cw, 2)]
+        extra["map_grid"] = [int(shape[-2]), int(shape[-1])]
+    ev["_resolution"] = extra
+
+
+def _evidence(passed: bool, ev: dict[str, Any], message: str | None = None) -> Evidence:
+    values = dict(ev)
+    resolution = values.pop("_resolution", None)
+    if resolution:
+        values["details"] = {**dict(values.get("details") or {}), **resolution}
+    return Evidence(passed=passed, message=message, **values)
+
+
 def _passed(ev: dict[str, Any]) -> None:
-    evidence.record(Evidence(passed=True, **ev))
+    evidence.record(_evidence(True, ev))
 
 
 def _fail(message: str, ev: dict[str, Any]) -> NoReturn:
     __tracebackhide__ = True
-    item = Evidence(passed=False, message=message, **ev)
+    item = _evidence(False, ev, message)
     evidence.record(item)
     raise CamAssertionError(message, evidence=item.to_dict())
 
@@ -252,6 +299,7 @@ def assert_peak_in_box(cam: Any, box: Any, tolerance: float | None = None) -> Pe
         "threshold": tol,
         "region": _region_info(region, mask),
     }
+    _add_resolution(ev, arr, region, mask, tol)
     _check_degenerate(arr, ev, "the pointing game")
     peak = find_peak(arr)
     assert peak is not None
@@ -298,6 +346,7 @@ def _energy(
         "threshold": limit,
         "region": _region_info(reg, mask),
     }
+    _add_resolution(ev, arr, reg, mask)
     _check_degenerate(arr, ev, "the share of evidence in the region")
     fraction = energy_fraction(arr, reg)
     ev["value"] = float(fraction)
@@ -407,6 +456,7 @@ def assert_localization_iou(
         "region": _region_info(region, mask),
         "details": {"map_threshold": thr},
     }
+    _add_resolution(ev, arr, region, mask)
     _check_degenerate(arr, ev, "the localization box")
     predicted = localization_box(arr, thr)
     assert predicted is not None
@@ -523,10 +573,14 @@ def assert_pass_rate(result: RateResult, min_rate: float, bound: str = "lower") 
         else:
             skipped = f" ({some} skipped because they lack the region)"
     if result.count == 0:
+        hint = (
+            "Check that the dataset is not empty and that its annotations name this region."
+            if not result.notes
+            else "; ".join(result.notes) + "."
+        )
         _fail(
             f"{result.name}: no samples were evaluated{skipped}, so the pass rate cannot reach "
-            f"the required {_pct(need)}. Check that the dataset is not empty and that its "
-            "annotations name this region.",
+            f"the required {_pct(need)}. {hint}",
             ev,
         )
     if measured + 1e-12 < need:
@@ -549,3 +603,218 @@ def assert_pass_rate(result: RateResult, min_rate: float, bound: str = "lower") 
         )
     _passed(ev)
     return result
+
+
+# --------------------------------------------------------------------------------------------
+# regression: two maps, two models
+
+
+def _limit(value: Any, what: str, lo: float, hi: float) -> float | None:
+    if value is None:
+        return None
+    v = _number(value, what)
+    if not lo <= v <= hi:
+        raise ValueError(f"{what} must be in [{lo:g}, {hi:g}] (or None), got {value!r}")
+    return v
+
+
+def _as_raw(value: Any) -> np.ndarray | None:
+    if value is None:
+        return None
+    arr = as_map(value)
+    return arr[None]
+
+
+def assert_similar_maps(
+    cam: Any,
+    other: Any,
+    min_ssim: float | None = 0.8,
+    max_peak_shift: float | None = None,
+    min_rank_corr: float | None = None,
+    *,
+    regions: Any = None,
+) -> dict[str, float]:
+    """Assert two maps look at the same places: two layers, two models, or a map and its
+    baseline (``camcheck_case.baseline_map``).
+
+    The numbers are those of ``camcheck.baseline_comparison``: the SSIM of the maps resized to
+    64x64 (``skimage.metrics.structural_similarity``, ``data_range=1``), the distance between
+    their peaks in pixels of ``cam`` (``other`` is resized to ``cam``'s size when they differ),
+    and Spearman's rank correlation of the raw maps behind them when both are camcheck's maps
+    (of the maps themselves, at 64x64, otherwise).
+
+    Args:
+        cam: the ``(H, W)`` map under test (values in [0, 1]).
+        other: the map it should resemble.
+        min_ssim: the least SSIM, in [-1, 1] (None: not checked).
+        max_peak_shift: the largest peak shift in pixels (None: not checked).
+        min_rank_corr: the least rank correlation, in [-1, 1] (None: not checked).
+        regions: name -> region (a Region, Box or box tuple) whose change of energy to record
+            (not checked; shown in the report).
+
+    Returns:
+        ``{"ssim": ..., "peak_shift": ..., "rank_corr": ...}``.
+
+    Raises:
+        CamAssertionError: a threshold does not hold.
+        ValueError: a bad threshold, or no threshold at all.
+    """
+    __tracebackhide__ = True
+    need_ssim = _limit(min_ssim, "min_ssim", -1.0, 1.0)
+    need_shift = _limit(max_peak_shift, "max_peak_shift", 0.0, math.inf)
+    need_corr = _limit(min_rank_corr, "min_rank_corr", -1.0, 1.0)
+    if need_ssim is None and need_shift is None and need_corr is None:
+        raise ValueError("give at least one of min_ssim, max_peak_shift, min_rank_corr")
+    ctx = _context(cam)
+    source = evidence.source_of(other)
+    role = source.role if source is not None else None
+    x, y = as_map(cam), as_map(other)
+    diffs = map_differences(
+        x, y, _as_raw(evidence.raw_of(cam)), _as_raw(evidence.raw_of(other)), SSIM_SIZE
+    )
+    ssim, shift, corr = (float(v[0]) for v in (diffs.ssim, diffs.peak_shift, diffs.rank_corr))
+    details: dict[str, Any] = {
+        "peak_shift": shift,
+        "rank_corr": corr,
+        "max_peak_shift": need_shift,
+        "min_rank_corr": need_corr,
+        "against": role,
+        "against_layer": None if source is None else source.layer,
+        "ssim_size": SSIM_SIZE,
+        "rank_corr_of": "raw maps" if diffs.raw else f"maps at {SSIM_SIZE}x{SSIM_SIZE}",
+    }
+    if regions:
+        y_at_x = y if y.shape == x.shape else resize_to(y, x.shape)
+        items = regions.items() if hasattr(regions, "items") else ((r.name, r) for r in regions)
+        changes = {}
+        for name, reg in items:
+            mask = region_mask(as_region(reg, name), x.shape)
+            changes[str(name)] = float(energy_change(x, y_at_x, mask)[0])
+        details["energy_change"] = changes
+    ev: dict[str, Any] = {
+        "check": "similar_maps",
+        **ctx,
+        "metric": "ssim",
+        "value": ssim,
+        "threshold_name": "min_ssim",
+        "threshold": need_ssim,
+        "peak": _peak_info(find_peak(x)),
+        "details": details,
+    }
+    problems = []
+    if need_ssim is not None and not ssim >= need_ssim:
+        problems.append(f"SSIM {ssim:.3f} < {need_ssim:g} (maps at {SSIM_SIZE}x{SSIM_SIZE})")
+    if need_shift is not None and not shift <= need_shift:
+        problems.append(
+            f"the peak moved {shift:.1f} px (at most {need_shift:g} allowed)"
+            if shift == shift
+            else "only one of the maps has a peak (the other is degenerate)"
+        )
+    if need_corr is not None and not corr >= need_corr:
+        problems.append(
+            f"rank correlation {corr:.3f} < {need_corr:g}"
+            if corr == corr
+            else "no rank correlation (one map is constant or non-finite)"
+        )
+    if problems:
+        what = f"its {role} map" if role in ("baseline", "reference") else "the other map"
+        card = f" (the report's card shows {role} | current | difference)" if role else ""
+        _fail(
+            f"{_prefix(ctx)}the map differs from {what}: {'; '.join(problems)}{card}. Measured: "
+            f"SSIM {ssim:.3f}, peak shift {shift:.1f} px, rank correlation {corr:.3f}.",
+            ev,
+        )
+    _passed(ev)
+    return {"ssim": ssim, "peak_shift": shift, "rank_corr": corr}
+
+
+_REGRESSION_BOUNDS = ("lenient", "strict")
+
+
+def _points(value: float) -> str:
+    return "n/a" if not math.isfinite(value) else f"{value * 100:+.1f}"
+
+
+def assert_no_regression(
+    comparison: PairedComparison, max_drop: float = 0.0, bound: str = "lenient"
+) -> PairedComparison:
+    """Gate a candidate model against the reference (deployed) one on a paired comparison.
+
+    Args:
+        comparison: from ``camcheck.compare(...)``.
+        max_drop: how much lower the candidate's rate may be, as a fraction (0.02: two
+            percentage points), in [0, 1].
+        bound: ``"lenient"`` (default): fail only when the candidate is worse by more than
+            ``max_drop`` with the comparison's confidence (the whole interval of the difference
+            lies below ``-max_drop``). ``"strict"``: fail unless the candidate is shown to be no
+            worse than ``max_drop`` (the whole interval lies above ``-max_drop``), as a
+            non-inferiority test does.
+
+    Returns:
+        ``comparison``.
+
+    Raises:
+        CamAssertionError: the gate fails; the message names the samples the candidate broke.
+        ValueError: ``max_drop`` outside [0, 1] or an unknown ``bound``.
+    """
+    __tracebackhide__ = True
+    if not isinstance(comparison, PairedComparison):
+        raise TypeError(
+            "comparison must be a PairedComparison (from camcheck.compare(...)), got "
+            f"{type(comparison).__name__}"
+        )
+    drop = _fraction(max_drop, "max_drop")
+    if bound not in _REGRESSION_BOUNDS:
+        raise ValueError(
+            f"bound must be one of {', '.join(map(repr, _REGRESSION_BOUNDS))}, got {bound!r}"
+        )
+    c = comparison
+    measured = c.upper if bound == "lenient" else c.lower
+    ev: dict[str, Any] = {
+        "check": "no_regression",
+        "sample": evidence.current_case_id(),
+        "layer": c.layer,
+        "method": c.method,
+        "metric": "difference_upper" if bound == "lenient" else "difference_lower",
+        "value": None if measured != measured else float(measured),
+        "threshold_name": "max_drop",
+        "threshold": drop,
+        "details": {"bound": bound, "comparison": c.to_dict()},
+    }
+    conf = f"{c.confidence * 100:g}%"
+    if c.n == 0:
+        _fail(
+            f"{c.name}: no sample was evaluated by both models, so the candidate cannot be "
+            "compared with the reference; check that both computed the dataset's maps.",
+            ev,
+        )
+    failing = measured + 1e-12 < -drop
+    if failing:
+        limit = _points(-drop) if drop else "0"
+        summary = (
+            f"candidate {_pct(c.candidate_rate)} vs reference {_pct(c.reference_rate)} on "
+            f"{c.n} paired samples: difference {_points(c.difference)} points ({conf} CI "
+            f"{_points(c.lower)} to {_points(c.upper)}), exact McNemar p = {c.p_value:.3g}"
+        )
+        if bound == "lenient":
+            head = (
+                f"the candidate is worse than the reference by more than {drop * 100:g} points "
+                f"with {conf} confidence (upper bound {_points(c.upper)} < {limit})"
+            )
+        else:
+            head = (
+                f"the candidate is not shown to be at most {drop * 100:g} points worse than the "
+                f"reference (lower {conf} bound {_points(c.lower)} < {limit})"
+            )
+        lists = ""
+        for ids, what in (
+            (c.broken, "broken by the candidate (pass with the reference, fail now)"),
+            (c.fixed, "fixed by the candidate"),
+        ):
+            if ids:
+                shown = ", ".join(ids[:_MAX_LISTED_FAILURES])
+                more = len(ids) - _MAX_LISTED_FAILURES
+                lists += f"; {what}: {shown}" + (f" ... (+{more} more)" if more > 0 else "")
+        _fail(f"{c.name}: {head}; {summary}{lists}", ev)
+    _passed(ev)
+    return comparison

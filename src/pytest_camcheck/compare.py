@@ -18,7 +18,9 @@ Two families of pure functions, used by the baseline and reference-model checks
 A DEGENERATE map (non-finite, or constant: the engine's display map of a degenerate raw map is
 all zero) has no peak and no ranking. Two degenerate maps are alike (SSIM 1, shift 0, rank
 correlation 1); a degenerate map against a usable one has an undefined peak shift and rank
-correlation (nan), which fail any threshold on them.
+correlation (nan), and :func:`map_differences` gives it an SSIM of nan too (a sparse map and an
+empty one can reach a high SSIM, yet one model sees something and the other nothing), so such a
+pair fails every threshold.
 
 **Paired comparison** of two pass rates measured on the same samples (a candidate model and a
 reference model): :func:`paired_comparison` builds a :class:`PairedComparison` with the
@@ -47,11 +49,13 @@ __all__ = [
     "energy_change",
     "map_differences",
     "mcnemar_exact_p",
+    "most_moved",
     "newcombe_paired_interval",
     "paired_comparison",
     "peak_shift",
     "rank_correlation",
     "resize_maps",
+    "resize_to",
     "ssim",
     "within",
 ]
@@ -69,10 +73,11 @@ _CONSTANT_RTOL = 1e-6
 
 
 def _stack(maps: Any, what: str) -> np.ndarray:
-    """``maps`` as a float64 ``(N, H, W)`` array (one ``(H, W)`` map becomes ``N = 1``)."""
+    """``maps`` as a float32 ``(N, H, W)`` array (one ``(H, W)`` map becomes ``N = 1``); float32
+    keeps a dataset's worth of full-resolution maps fast to scan."""
     if hasattr(maps, "detach"):
         maps = maps.detach().cpu().float().numpy()
-    arr = np.asarray(maps, dtype=np.float64)
+    arr = np.asarray(maps, dtype=np.float32)
     if arr.ndim == 2:
         arr = arr[None]
     if arr.ndim != 3 or arr.shape[1] == 0 or arr.shape[2] == 0:
@@ -80,20 +85,43 @@ def _stack(maps: Any, what: str) -> np.ndarray:
     return arr
 
 
-def _pair(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
-    x, y = _stack(a, "the first maps"), _stack(b, "the second maps")
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(f"need as many maps on both sides, got {x.shape[0]} and {y.shape[0]}")
+class _Maps:
+    """A stack of maps with what every measure needs from it, each found in one scan: which
+    maps are finite, which are degenerate, and the maps with non-finite values set to 0."""
+
+    def __init__(self, maps: Any, what: str = "maps") -> None:
+        arr = _stack(maps, what)
+        flat = arr.reshape(arr.shape[0], -1)
+        top, bottom = flat.max(axis=1), flat.min(axis=1)  # a nan or an infinity reaches these
+        self.finite = np.isfinite(top) & np.isfinite(bottom)
+        with np.errstate(invalid="ignore"):
+            hi, lo = np.maximum(top, 0.0), np.maximum(bottom, 0.0)  # of the map clipped at 0
+            constant = hi - lo <= np.abs(hi) * _CONSTANT_RTOL
+        self.degenerate = ~self.finite | constant
+        self.nonnegative = bool(np.all(np.where(self.finite, bottom, 0.0) >= 0.0))
+        if not self.finite.all():
+            arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
+        self.arr = arr
+
+    def __len__(self) -> int:
+        return self.arr.shape[0]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.arr.shape
+
+
+def _prepared(a: Any, b: Any) -> tuple[_Maps, _Maps]:
+    x = a if isinstance(a, _Maps) else _Maps(a, "the first maps")
+    y = b if isinstance(b, _Maps) else _Maps(b, "the second maps")
+    if len(x) != len(y):
+        raise ValueError(f"need as many maps on both sides, got {len(x)} and {len(y)}")
     return x, y
 
 
-def _degenerate(arr: np.ndarray) -> np.ndarray:
-    """``(N,)`` flags: non-finite, or constant once clipped at 0 (as :mod:`.metrics` decides)."""
-    flat = arr.reshape(arr.shape[0], -1)
-    finite = np.isfinite(flat).all(axis=1)
-    pos = np.clip(np.where(np.isfinite(flat), flat, 0.0), 0.0, None)
-    hi, lo = pos.max(axis=1), pos.min(axis=1)
-    return ~finite | (hi - lo <= np.abs(hi) * _CONSTANT_RTOL)
+def _same_size(x: _Maps, y: _Maps, what: str) -> None:
+    if x.shape != y.shape:
+        raise ValueError(f"{what} needs maps of one size, got {x.shape[1:]} and {y.shape[1:]}")
 
 
 def resize_maps(maps: Any, size: int = SSIM_SIZE) -> np.ndarray:
@@ -108,16 +136,25 @@ def resize_maps(maps: Any, size: int = SSIM_SIZE) -> np.ndarray:
     """
     import cv2
 
-    arr = _stack(maps, "maps")
+    arr = (maps if isinstance(maps, _Maps) else _Maps(maps)).arr
     if arr.shape[1:] == (size, size):
-        return np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
+        return arr.astype(np.float64)
     shrink = arr.shape[1] >= size and arr.shape[2] >= size
     interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-    src = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
     out = np.empty((arr.shape[0], size, size), dtype=np.float64)
-    for i, m in enumerate(src):
+    for i, m in enumerate(arr):
         out[i] = cv2.resize(m, (size, size), interpolation=interp)
     return out
+
+
+def resize_to(m: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """One ``(h, w)`` map resized (bilinear) to ``shape``'s ``(H, W)``, as float64."""
+    import cv2
+
+    arr = np.nan_to_num(np.asarray(m, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    height, width = int(shape[0]), int(shape[1])
+    out = cv2.resize(arr, (width, height), interpolation=cv2.INTER_LINEAR)
+    return out.astype(np.float64)
 
 
 # --------------------------------------------------------------------------------------------
@@ -139,20 +176,18 @@ def ssim(a: Any, b: Any, size: int = SSIM_SIZE) -> np.ndarray:
 
     if size < 7:
         raise ValueError(f"size must be at least 7 (the SSIM window), got {size}")
-    x, y = _pair(a, b)
-    bad = ~(np.isfinite(x.reshape(len(x), -1)).all(1) & np.isfinite(y.reshape(len(y), -1)).all(1))
+    x, y = _prepared(a, b)
     rx, ry = resize_maps(x, size), resize_maps(y, size)
     out = np.empty(len(rx), dtype=np.float64)
     for i in range(len(rx)):
         out[i] = structural_similarity(rx[i], ry[i], data_range=1.0)
-    out[bad] = math.nan
+    out[~(x.finite & y.finite)] = math.nan
     return out
 
 
 def _peaks(arr: np.ndarray) -> np.ndarray:
     """``(N, 2)`` (row, col) of each map's first maximum in raster order."""
-    flat = np.nan_to_num(arr.reshape(arr.shape[0], -1), nan=-np.inf)
-    idx = np.argmax(flat, axis=1)
+    idx = np.argmax(arr.reshape(arr.shape[0], -1), axis=1)
     return np.stack(np.divmod(idx, arr.shape[2]), axis=1).astype(np.float64)
 
 
@@ -166,14 +201,12 @@ def peak_shift(a: Any, b: Any) -> np.ndarray:
     Raises:
         ValueError: the maps differ in size (resize one first).
     """
-    x, y = _pair(a, b)
-    if x.shape != y.shape:
-        raise ValueError(f"peak shift needs maps of one size, got {x.shape[1:]} and {y.shape[1:]}")
-    dx, dy = _degenerate(x), _degenerate(y)
-    px, py = _peaks(x), _peaks(y)
+    x, y = _prepared(a, b)
+    _same_size(x, y, "peak shift")
+    px, py = _peaks(x.arr), _peaks(y.arr)
     out = np.hypot(px[:, 0] - py[:, 0], px[:, 1] - py[:, 1])
-    out[dx & dy] = 0.0
-    out[dx ^ dy] = math.nan
+    out[x.degenerate & y.degenerate] = 0.0
+    out[x.degenerate ^ y.degenerate] = math.nan
     return out
 
 
@@ -204,15 +237,10 @@ def rank_correlation(a: Any, b: Any) -> np.ndarray:
     Raises:
         ValueError: the maps differ in size.
     """
-    x, y = _pair(a, b)
-    if x.shape != y.shape:
-        raise ValueError(
-            f"rank correlation needs maps of one size, got {x.shape[1:]} and {y.shape[1:]}"
-        )
-    fx, fy = x.reshape(len(x), -1), y.reshape(len(y), -1)
-    finite = np.isfinite(fx).all(1) & np.isfinite(fy).all(1)
-    rx = _ranks(np.where(np.isfinite(fx), fx, 0.0))
-    ry = _ranks(np.where(np.isfinite(fy), fy, 0.0))
+    x, y = _prepared(a, b)
+    _same_size(x, y, "rank correlation")
+    rx = _ranks(x.arr.reshape(len(x), -1))
+    ry = _ranks(y.arr.reshape(len(y), -1))
     rx -= rx.mean(axis=1, keepdims=True)
     ry -= ry.mean(axis=1, keepdims=True)
     sx, sy = (rx * rx).sum(1), (ry * ry).sum(1)
@@ -221,8 +249,18 @@ def rank_correlation(a: Any, b: Any) -> np.ndarray:
     flat_x, flat_y = sx == 0, sy == 0
     out[flat_x & flat_y] = 1.0
     out[flat_x ^ flat_y] = math.nan
-    out[~finite] = math.nan
+    out[~(x.finite & y.finite)] = math.nan
     return np.clip(out, -1.0, 1.0)
+
+
+def _share(maps: _Maps, weights: np.ndarray) -> np.ndarray:
+    pos = maps.arr if maps.nonnegative else np.clip(maps.arr, 0.0, None)
+    total = pos.reshape(len(maps), -1).sum(axis=1, dtype=np.float64)
+    inside = np.einsum("nij,nij->n", pos, weights, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.clip(inside / total, 0.0, 1.0)
+    out[maps.degenerate] = math.nan
+    return out
 
 
 def energy_change(a: Any, b: Any, mask: np.ndarray) -> np.ndarray:
@@ -236,23 +274,13 @@ def energy_change(a: Any, b: Any, mask: np.ndarray) -> np.ndarray:
     Returns:
         ``(N,)`` float64 in [-1, 1]; nan where either map is degenerate.
     """
-    x, y = _pair(a, b)
-    if x.shape != y.shape:
-        raise ValueError(f"energy change needs maps of one size, got {x.shape[1:]}, {y.shape[1:]}")
+    x, y = _prepared(a, b)
+    _same_size(x, y, "energy change")
     m = np.asarray(mask, dtype=bool)
     if m.shape != x.shape[1:] and m.shape != x.shape:
         raise ValueError(f"the mask has shape {m.shape}, the maps {x.shape[1:]}")
-
-    def share(arr: np.ndarray) -> np.ndarray:
-        pos = np.clip(np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0), 0.0, None)
-        total = pos.reshape(len(pos), -1).sum(1)
-        inside = (pos * m).reshape(len(pos), -1).sum(1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out = np.clip(inside / total, 0.0, 1.0)
-        out[_degenerate(arr)] = math.nan
-        return out
-
-    return share(x) - share(y)
+    weights = np.broadcast_to(m.astype(np.float32), x.shape)
+    return _share(x, weights) - _share(y, weights)
 
 
 @dataclass(frozen=True)
@@ -266,6 +294,8 @@ class MapDifferences:
             ``size x size`` when no raw maps of one shape were given).
         size: the SSIM size.
         raw: whether the rank correlation used the raw maps.
+        energy_change: region name -> change of the region's share of the mass (when masks
+            were given).
     """
 
     ssim: np.ndarray
@@ -273,6 +303,7 @@ class MapDifferences:
     rank_corr: np.ndarray
     size: int = SSIM_SIZE
     raw: bool = True
+    energy_change: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def map_differences(
@@ -281,44 +312,43 @@ def map_differences(
     current_raw: Any = None,
     other_raw: Any = None,
     size: int = SSIM_SIZE,
+    *,
+    masks: Mapping[str, np.ndarray] | None = None,
 ) -> MapDifferences:
     """SSIM, peak shift and rank correlation of each pair of maps (see the module docstring).
 
     Args:
         current: ``(N, H, W)`` display maps in [0, 1].
-        other: the maps compared against (resized to ``current``'s size for the peak shift when
-            their size differs).
+        other: the maps compared against (resized to ``current``'s size for the peak shift and
+            the energy when their size differs).
         current_raw: the raw maps behind ``current`` (``(N, h, w)``), if known.
         other_raw: the raw maps behind ``other``, if known.
         size: the SSIM size.
+        masks: region name -> boolean ``(N, H, W)`` masks at ``current``'s size, for
+            :func:`energy_change`.
 
     Returns:
-        The :class:`MapDifferences`.
+        The :class:`MapDifferences` (all nan for a pair of which one map only is degenerate).
     """
-    x, y = _pair(current, other)
+    x, y = _prepared(current, other)
     values = ssim(x, y, size)
-    if y.shape != x.shape:
-        y_at_x = _stack(
-            [_resize_to(m, x.shape[1], x.shape[2]) for m in y], "the maps compared against"
-        )
-    else:
-        y_at_x = y
+    y_at_x = (
+        y if y.shape == x.shape else _Maps(np.stack([resize_to(m, x.shape[1:]) for m in y.arr]))
+    )
     shift = peak_shift(x, y_at_x)
     use_raw = current_raw is not None and other_raw is not None
     if use_raw:
-        rx, ry = _pair(current_raw, other_raw)
+        rx, ry = _prepared(current_raw, other_raw)
         use_raw = rx.shape == ry.shape and len(rx) == len(x)
     if use_raw:
         corr = rank_correlation(rx, ry)
     else:
         corr = rank_correlation(resize_maps(x, size), resize_maps(y, size))
-    return MapDifferences(values, shift, corr, size, use_raw)
-
-
-def _resize_to(m: np.ndarray, height: int, width: int) -> np.ndarray:
-    import cv2
-
-    return cv2.resize(m.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    values[x.degenerate ^ y.degenerate] = math.nan  # one model sees nothing
+    energy = {}
+    for name, mask in (masks or {}).items():
+        energy[name] = energy_change(x, y_at_x, mask)
+    return MapDifferences(values, shift, corr, size, use_raw, energy)
 
 
 def within(

@@ -26,18 +26,25 @@ __all__ = [
     "current_scope",
     "default",
     "raw_map",
+    "raw_of",
     "record",
+    "register_map",
     "source_of",
 ]
 
 
 @dataclass(frozen=True)
 class MapSource:
-    """Where one of camcheck's maps came from."""
+    """Where one of camcheck's maps came from.
+
+    ``role`` tells the tested model's map (``"current"``) from a stored one (``"baseline"``) or
+    the reference model's (``"reference"``).
+    """
 
     layer: str
     method: str
     target: int | None = None
+    role: str = "current"
 
 
 def _address(value: Any) -> tuple[int, tuple[int, ...]] | None:
@@ -83,6 +90,7 @@ class EvidenceScope:
         self.defaults = dict(defaults or {})
         self.run_method = run_method
         self._maps: dict[tuple[int, tuple[int, ...]], MapSource] = {}
+        self._raws: dict[tuple[int, tuple[int, ...]], Any] = {}
         for layer, cam in (maps or {}).items():
             key = _address(cam)
             if key is not None and key[0]:
@@ -98,6 +106,26 @@ class EvidenceScope:
         if len(key[1]) == 3 and key[1][0] == 1:  # a (1, H, W) view of a map
             return self._maps.get((key[0], key[1][1:]))
         return None
+
+    def register(self, cam: Any, source: MapSource, raw: Any = None) -> None:
+        """Make ``cam`` (a map handed to the test later, e.g. a baseline map) known by its
+        provenance, with the raw map behind it."""
+        key = _address(cam)
+        if key is None or not key[0]:
+            return
+        self._maps[key] = source
+        if raw is not None:
+            self._raws[key] = raw
+
+    def raw_of(self, cam: Any) -> Any:
+        """The raw map behind ``cam`` when it is one of the test's maps, else None."""
+        key = _address(cam)
+        if key is not None and key in self._raws:
+            return self._raws[key]
+        src = self.source_of(cam)
+        if src is None or src.role != "current":
+            return None
+        return self.raw.get(src.layer)
 
 
 _SCOPE: ContextVar[EvidenceScope | None] = ContextVar("camcheck_evidence", default=None)
@@ -135,6 +163,19 @@ def source_of(cam: Any) -> MapSource | None:
     """The provenance of ``cam`` in the running camcheck test, if it is one of its maps."""
     scope = _SCOPE.get()
     return None if scope is None else scope.source_of(cam)
+
+
+def register_map(cam: Any, source: MapSource, raw: Any = None) -> None:
+    """Make a map known to the running camcheck test (no-op outside one)."""
+    scope = _SCOPE.get()
+    if scope is not None:
+        scope.register(cam, source, raw)
+
+
+def raw_of(cam: Any) -> Any:
+    """The raw map behind ``cam`` in the running camcheck test, if known."""
+    scope = _SCOPE.get()
+    return None if scope is None else scope.raw_of(cam)
 
 
 def raw_map(layer: str | None) -> Any:

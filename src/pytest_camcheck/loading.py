@@ -93,6 +93,20 @@ def load_weights(model: Any, path: str | os.PathLike, trust: bool = False) -> No
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"camcheck_weights: file {str(p)!r} does not exist")
+    if p.suffix.lower() == ".safetensors":  # timm's and Hugging Face's checkpoints
+        try:
+            from safetensors.torch import load_file
+        except ImportError:
+            raise ConfigError(
+                f"camcheck_weights: {str(p)!r} needs the safetensors package: pip install "
+                "safetensors"
+            ) from None
+        try:
+            state: Mapping[str, Any] = load_file(str(p), device="cpu")
+        except Exception as exc:  # safetensors raises its own error types
+            raise ConfigError(f"camcheck_weights: cannot read {str(p)!r}: {exc}") from None
+        _load_state(model, state, p)
+        return
     with open(p, "rb") as fh:
         head = fh.read(4)
     # torch.save writes a zip archive ("PK\x03\x04"); older files are pickles (protocol >= 2
@@ -117,7 +131,10 @@ def load_weights(model: Any, path: str | os.PathLike, trust: bool = False) -> No
         ) from None
     except (RuntimeError, EOFError, OSError) as exc:
         raise ConfigError(f"camcheck_weights: cannot read {str(p)!r}: {exc}") from None
-    state = _unwrap_state_dict(obj, str(p))
+    _load_state(model, _unwrap_state_dict(obj, str(p)), p)
+
+
+def _load_state(model: Any, state: Mapping[str, Any], p: Path) -> None:
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
@@ -129,7 +146,21 @@ def load_weights(model: Any, path: str | os.PathLike, trust: bool = False) -> No
         ) from None
 
 
-def load_model(
+def load_model(spec: str, **options: Any) -> Any:
+    """Build the model a spec names (see :func:`_load_model` for specs and options).
+
+    The build runs with torch's CPU random generator seeded to 0 (in a forked generator, so the
+    caller's random state is untouched): a model without weights gets the same random
+    initialisation in every process, so xdist workers and plain runs explain the same model.
+    """
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return _load_model(spec, **options)
+
+
+def _load_model(
     spec: str,
     *,
     kwargs: Mapping[str, Any] | None = None,
@@ -140,30 +171,31 @@ def load_model(
 ) -> Any:
     """Build the model a spec names, load its weights, move it to ``device``, set eval().
 
-    Specs: ``"torchvision:resnet18"`` (random weights; ``kwargs`` go to the constructor),
+    Specs: ``"torchvision:resnet18"`` (random weights, or ``weights`` naming a weights enum such
+    as ``IMAGENET1K_V1``, loaded from the local torch cache; ``kwargs`` go to the constructor),
+    ``"timm:NAME"`` (``timm.create_model``), ``"hf:FOLDER"`` (a local Hugging Face folder),
     ``"package.module:factory"`` (a callable returning an ``nn.Module``), or a TorchScript file.
+    See :mod:`pytest_camcheck.sources`.
     """
     import torch
 
     kwargs = dict(kwargs or {})
     path = Path(spec) if rootdir is None else (rootdir / spec)
     if spec.startswith("torchvision:"):
-        import torchvision
+        from .sources import is_weights_name, load_torchvision
 
-        name = spec.split(":", 1)[1]
-        available = torchvision.models.list_models()
-        if name not in available:
-            import difflib
+        named = weights if is_weights_name(weights, rootdir) else None
+        model = load_torchvision(spec.split(":", 1)[1], named, kwargs)
+        if named:
+            weights = None  # loaded from the torch cache
+    elif spec.startswith("timm:"):
+        from .sources import load_timm
 
-            close = difflib.get_close_matches(name, available, n=5)
-            raise ConfigError(
-                f"camcheck_model: torchvision has no model {name!r}"
-                + (f"; did you mean {', '.join(close)}?" if close else "")
-            )
-        try:
-            model = torchvision.models.get_model(name, weights=None, **kwargs)
-        except TypeError as exc:
-            raise ConfigError(f"camcheck_model_kwargs: {exc}") from None
+        model = load_timm(spec.split(":", 1)[1], kwargs)
+    elif spec.startswith("hf:"):
+        from .sources import load_hf
+
+        model = load_hf(spec.split(":", 1)[1], kwargs, rootdir)
     elif path.suffix.lower() in _TORCHSCRIPT_SUFFIXES and ":" not in spec:
         if not path.is_file():
             raise ConfigError(f"camcheck_model: file {str(path)!r} does not exist")
@@ -188,7 +220,7 @@ def load_model(
     else:
         raise ConfigError(
             f'camcheck_model: {spec!r} is not a model spec; use "package.module:factory", '
-            '"torchvision:resnet18" or a TorchScript file (.pt/.ts)'
+            '"torchvision:resnet18", "timm:NAME", "hf:FOLDER" or a TorchScript file (.pt/.ts)'
         )
     if not isinstance(model, torch.nn.Module):
         raise ConfigError(

@@ -8,7 +8,9 @@ hooks, only when camcheck is used.
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
+import uuid
 from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -32,6 +34,9 @@ SCOPE_KEY = pytest.StashKey[evidence.EvidenceScope]()
 CHECK_KEY = pytest.StashKey["CamCheck"]()
 PROBLEM_KEY = pytest.StashKey[str]()
 WANTED_KEY = pytest.StashKey[list[str]]()
+RUN_KEY = pytest.StashKey[str]()
+STORE_KEY = pytest.StashKey[Any]()
+AGREEMENT_KEY = pytest.StashKey[dict[str, bool]]()
 
 CASE_FIXTURE = "camcheck_case"
 
@@ -63,6 +68,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help=f"{opt.help} (ini: {opt.ini})",
             )
             parser.addini(opt.ini, opt.help, type="string", default="")
+    group.addoption(
+        "--camcheck-layers",
+        action="store_true",
+        default=False,
+        dest="camcheck_show_layers",
+        help="print the configured model's candidate CAM layers (name, type, output shape, map "
+        "cell size, the auto-detected one) and exit, as --fixtures does",
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    """``pytest --camcheck-layers``: list the model's layers and exit."""
+    if not config.getoption("camcheck_show_layers", False):
+        return None
+    from .layers_cli import show_layers
+
+    return show_layers(config)
 
 
 def _worker_id(config: pytest.Config) -> str | None:
@@ -81,6 +104,10 @@ def pytest_configure(config: pytest.Config) -> None:
     except CamcheckError as exc:
         raise pytest.UsageError(f"camcheck: {exc}") from None
     config.stash[SETTINGS_KEY] = settings
+    # every process of one run shares its id (xdist hands the controller's to its workers): a
+    # baseline written by this run is never compared against in the same run
+    winput = getattr(config, "workerinput", None) or {}
+    config.stash[RUN_KEY] = str(winput.get("testrunuid") or uuid.uuid4().hex)
     if settings.report and _worker_id(config) is None:
         from .report.collector import ReportCollector
         from .report.files import check_report_path
@@ -165,7 +192,15 @@ def pytest_sessionstart(session: pytest.Session) -> None:
                     resolve_layers(model, list(s.layer))
                 except CamcheckError as exc:
                     raise ConfigError(f"camcheck_layer: {exc}") from None
+            if s.dataset:  # the class mapping and a named target, checked once here
+                from .classes import resolve_target
+
+                classes = _class_map(config, model, _load_dataset(config))
+                if s.target not in ("label", "predicted"):
+                    resolve_target(s.target, classes, model)
             del model
+        if s.has_reference:
+            _load_reference(config, "cpu" if device.type == "cuda" else device)
     except CamcheckError as exc:
         problem = f"camcheck: {exc}"
     if problem is not None:
@@ -219,7 +254,61 @@ def _summary(config: pytest.Config, records: list[dict[str, Any]]) -> dict[str, 
         "thresholds": {"peak_tolerance": s.peak_tolerance, "min_energy": s.min_energy},
         "settings": {**s.as_dict(), "num_workers": s.workers},
         "versions": _versions(),
+        "warnings": [w for w in (_agreement_warning(config),) if w],
+        **({"classes": _classes_text(s)} if s.classes is not None else {}),
     }
+
+
+def _classes_text(s: Settings) -> str | None:
+    """How the header and the report name ``camcheck_classes``."""
+    if s.classes is None:
+        return None
+    if isinstance(s.classes, dict):
+        pairs = [f"{k} -> {v}" for k, v in s.classes.items()]
+        return ", ".join(pairs[:6]) + (f", ... ({len(pairs)} classes)" if len(pairs) > 6 else "")
+    return str(s.classes)
+
+
+def _agreement_warning(config: pytest.Config) -> str | None:
+    """The warning when labels and predictions agree less than chance (this process's samples
+    and, on an xdist controller, every worker's)."""
+    from .classes import agreement_warning
+
+    pairs = dict(config.stash.get(AGREEMENT_KEY, {}))
+    store = config.stash.get(STORE_KEY, None)
+    if store is not None:
+        pairs.update({str(k): v for k, v in store.label_predictions.items()})
+    return agreement_warning(list(pairs.values()), mapped=_settings(config).classes is not None)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """An xdist worker hands its samples' labels and predictions to the controller."""
+    config = session.config
+    store = config.stash.get(STORE_KEY, None)
+    workeroutput = getattr(config, "workeroutput", None)
+    if store is not None and workeroutput is not None:
+        workeroutput["camcheck_labels"] = {
+            str(k): list(v) for k, v in store.label_predictions.items()
+        }
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """pytest-xdist: gather a finished worker's labels and predictions."""
+    got = getattr(node, "workeroutput", {}).get("camcheck_labels")
+    if isinstance(got, dict):
+        held = node.config.stash.setdefault(AGREEMENT_KEY, {})
+        held.update({str(k): (int(v[0]), int(v[1])) for k, v in got.items()})
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """Warn when labels and predictions agree less than chance (wrong class mapping?)."""
+    if _worker_id(config) is not None or SETTINGS_KEY not in config.stash:
+        return
+    warning = _agreement_warning(config)
+    if warning is not None:
+        terminalreporter.write_sep("-", "camcheck warning", yellow=True)
+        terminalreporter.write_line(f"camcheck: {warning}", yellow=True)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
@@ -233,15 +322,41 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     except CamcheckError as exc:
         raise pytest.UsageError(f"camcheck: {exc}") from None
     layer = ",".join(s.layer) if s.layer else "auto"
-    return [
+    lines = [
         f"camcheck: model {s.model}" + (f" (weights {s.weights})" if s.weights else ""),
         f"camcheck: device {device} ({why}), layer {layer}, method {s.method}, "
         f"target {s.target}, torch {torch.__version__}",
     ]
+    if s.has_reference:
+        spec, _ = s.reference_spec()
+        weights = f" (weights {s.reference_weights})" if s.reference_weights else ""
+        lines.append(f"camcheck: reference model {spec}{weights}")
+    if s.classes is not None:
+        lines.append(f"camcheck: classes {_classes_text(s)} (dataset class -> model output)")
+    return lines
 
 
 # ------------------------------------------------------------------------------------------
 # collection: one item per sample for tests using camcheck_case
+
+
+def _class_map(config: pytest.Config, model: Any, dataset: Any) -> Any:
+    """The ``camcheck_classes`` mapping for this model and dataset (None when unset); raises
+    ConfigError listing the classes it cannot map."""
+    s = _settings(config)
+    if s.classes is None:
+        return None
+    from .classes import build_class_map
+
+    return build_class_map(
+        s.classes, getattr(dataset, "class_names", None), model, Path(config.rootpath)
+    )
+
+
+def _size_given(config: pytest.Config) -> bool:
+    """Whether camcheck_image_size was set (else a model source's own input size wins)."""
+    key = "camcheck_image_size"
+    return config.getoption(key) is not None or bool(str(config.getini(key)).strip())
 
 
 def _load_dataset(config: pytest.Config) -> Any:
@@ -253,15 +368,9 @@ def _load_dataset(config: pytest.Config) -> Any:
                 "no dataset configured; set camcheck_dataset in [tool.pytest.ini_options] "
                 '(a folder of images or "package.module:factory") or pass --camcheck-dataset'
             )
-        from .data import build_dataset
+        from .inputs import build_configured_dataset
 
-        ds = build_dataset(
-            s.dataset,
-            annotations=s.annotations,
-            transform=s.transform,
-            image_size=s.image_size,
-            rootdir=Path(config.rootpath),
-        )
+        ds = build_configured_dataset(s, Path(config.rootpath), _size_given(config))
         if len(ds) == 0:
             raise DataError(f"the dataset {s.dataset!r} is empty")
         config.stash[DATASET_KEY] = ds
@@ -372,6 +481,55 @@ def camcheck_dataset(pytestconfig: pytest.Config) -> Any:
         _config_error(pytestconfig, str(exc))
 
 
+def _reference_error(message: str) -> str:
+    """A loading error of the reference model, naming its own keys."""
+    return re.sub(r"\bcamcheck_(model_kwargs|model|weights)\b", r"camcheck_reference_\1", message)
+
+
+def _load_reference(config: pytest.Config, device: Any) -> Any:
+    """The configured reference model on ``device``; raises ConfigError."""
+    from .loading import load_model
+
+    s = _settings(config)
+    spec, kwargs = s.reference_spec()
+    if not spec:
+        raise ConfigError(
+            "camcheck_reference_weights is set but there is no model spec to load it into: set "
+            "camcheck_reference_model (or camcheck_model), or override the "
+            "camcheck_reference_model fixture"
+        )
+    try:
+        return load_model(
+            spec,
+            kwargs=kwargs,
+            weights=s.reference_weights,
+            trust_weights=s.trust_weights,
+            device=device,
+            rootdir=Path(config.rootpath),
+        )
+    except CamcheckError as exc:
+        raise ConfigError(_reference_error(str(exc))) from None
+
+
+@pytest.fixture(scope="session")
+def camcheck_reference_model(pytestconfig: pytest.Config, camcheck_device: Any) -> Any:
+    """The reference (deployed) model, compared with the tested one; None when none is set.
+
+    ``camcheck_reference_model`` names its spec (default: ``camcheck_model``) and
+    ``camcheck_reference_weights`` its weights. Override it to build it yourself:
+
+        @pytest.fixture(scope="session")
+        def camcheck_reference_model(camcheck_device):
+            return MyNet.from_checkpoint("deployed.pt").to(camcheck_device).eval()
+    """
+    if not _settings(pytestconfig).has_reference:
+        return None
+    try:
+        return _load_reference(pytestconfig, camcheck_device)
+    except CamcheckError as exc:
+        _config_error(pytestconfig, str(exc))
+
+
 class _Progress:
     """Prints progress of the batched pass when it takes longer than a couple of seconds."""
 
@@ -403,15 +561,22 @@ class _Progress:
 
 @pytest.fixture(scope="session")
 def camcheck_session(
-    pytestconfig: pytest.Config, camcheck_model: Any, camcheck_dataset: Any, camcheck_device: Any
+    pytestconfig: pytest.Config,
+    camcheck_model: Any,
+    camcheck_dataset: Any,
+    camcheck_device: Any,
+    camcheck_reference_model: Any,
 ) -> CamCheck:
     """The session-wide :class:`~pytest_camcheck.CamCheck` (CLI/ini settings, no marker).
+
+    With a reference model, its maps come from the same batched passes (``camcheck.reference``).
 
     Example:
         @pytest.fixture(scope="session")
         def head_rate(camcheck_session):
             return camcheck_session.pointing_game(region="head")
     """
+    from .baseline import Baselines
     from .cam.layers import resolve_layers
     from .session import CamCheck
     from .store import BatchStore
@@ -422,6 +587,10 @@ def camcheck_session(
             resolve_layers(camcheck_model, list(s.layer))
         except CamcheckError as exc:
             _config_error(pytestconfig, f"camcheck_layer: {exc}")
+    try:
+        classes = _class_map(pytestconfig, camcheck_model, camcheck_dataset)
+    except CamcheckError as exc:
+        _config_error(pytestconfig, str(exc))
     keep_images = bool(s.report) or bool(getattr(pytestconfig.option, "htmlpath", None))
     store = BatchStore(
         camcheck_model,
@@ -430,12 +599,32 @@ def camcheck_session(
         num_workers=s.workers,
         progress=_Progress(pytestconfig),
         keep_images=keep_images,
+        classes=classes,
     )
+    if s.target not in ("label", "predicted"):  # a class name or index: check it now
+        try:
+            store.target_index(s.target)
+        except CamcheckError as exc:
+            _config_error(pytestconfig, str(exc))
+    pytestconfig.stash[STORE_KEY] = store
     if _worker_id(pytestconfig) is None:  # an xdist worker does not know its share in advance
         wanted = pytestconfig.stash.get(WANTED_KEY, [])
         index = {sid: i for i, sid in enumerate(camcheck_dataset.ids)}
         store.want(index[w] for w in wanted if w in index)
-    return CamCheck(None, settings=s, store=store)
+    if camcheck_reference_model is not None:  # loaded with the same images, batch by batch
+        BatchStore(
+            camcheck_reference_model,
+            camcheck_dataset,
+            camcheck_device,
+            num_workers=s.workers,
+            leader=store,
+        )
+    baselines = Baselines(
+        Path(pytestconfig.rootpath) / s.baseline_dir,
+        update=s.update_baselines,
+        run_id=pytestconfig.stash[RUN_KEY],
+    )
+    return CamCheck(None, settings=s, store=store, baselines=baselines)
 
 
 def _marker_settings(item: pytest.Item) -> Settings:
@@ -591,9 +780,77 @@ def _case_record(
             layer,
             case.regions,
             peak,
+            full_image=settings.report_full_images,
         )
+        if case.compared:  # the test compared its map with a baseline or reference map
+            images = {**images, "compare": _compared_tiles(case)}
         record = replace(record, images=images)
     return record
+
+
+#: Samples drawn for a regression gate: those the candidate broke (or that moved) first.
+_GATE_PICTURES = 6
+
+
+def _compared_tiles(case: CamCase) -> list[dict[str, Any]]:
+    """Pictures of the maps a case was compared with: role | current | difference."""
+    from .report.pictures import comparison_tiles
+
+    rgb = case.display_image()
+    current = case.map.detach().cpu().numpy()
+    return [
+        {
+            "role": role,
+            "tiles": comparison_tiles(
+                rgb, current, other.detach().cpu().numpy(), case.regions, other_label=role
+            ),
+        }
+        for role, other in case.compared.items()
+    ]
+
+
+def _gate_pictures(item: pytest.Item, gate: Any) -> list[dict[str, Any]]:
+    """Pictures of the samples behind a regression gate: for ``assert_no_regression``, the
+    reference's map beside the candidate's for the samples it broke (then fixed); for a map
+    similarity rate, compared | current | difference for the samples that moved and failed."""
+    from .regression import sample_maps
+    from .report.pictures import comparison_tiles
+
+    check = item.stash.get(CHECK_KEY, None)
+    if check is None:
+        return []
+    if gate.check == "no_regression":
+        comp = gate.comparison
+        picks = [(sid, "broken by the candidate") for sid in comp.get("broken") or ()]
+        picks = picks[:_GATE_PICTURES]
+        picks += [(sid, "fixed by the candidate") for sid in comp.get("fixed") or ()][:3]
+        against, folder, labels = "reference", None, ("reference", "candidate")
+    else:
+        sim = gate.similarity
+        moved = [m for m in sim.get("moved") or () if not m.get("passed")][:_GATE_PICTURES]
+        picks = [(str(m.get("id")), "moved") for m in moved]
+        against = str(sim.get("against") or "baseline")
+        folder = sim.get("source") if against == "baseline" else None
+        labels = (against, "current")
+    out = []
+    for sid, kind in picks:
+        try:
+            got = sample_maps(check, sid, against, layer=gate.layer, folder=folder)
+        except CamcheckError:  # e.g. the sample's batch failed: no picture, the gate stands
+            got = None
+        if got is None:
+            continue
+        tiles = comparison_tiles(
+            got["image"],
+            got["current"],
+            got["other"],
+            got["regions"],
+            other_label=labels[0],
+            current_label=labels[1],
+            difference=gate.check != "no_regression",
+        )
+        out.append({"id": sid, "kind": kind, "tiles": tiles})
+    return out
 
 
 def _records(
@@ -610,11 +867,18 @@ def _records(
     if CHECK_KEY not in item.stash or scope is None:
         return []
     message = _message(report, call)
-    return [
-        ("camcheck_gate", GateRecord.from_evidence(item.nodeid, ev, outcome, message))
-        for ev in scope.items
-        if ev.check == "pass_rate"
-    ]
+    render = _settings(item.config).report_all
+    gates = []
+    for ev in scope.items:
+        if ev.check not in ("pass_rate", "no_regression"):
+            continue
+        gate = GateRecord.from_evidence(item.nodeid, ev, outcome, message)
+        if (render or not ev.passed) and (gate.similarity or gate.check == "no_regression"):
+            from dataclasses import replace
+
+            gate = replace(gate, images={"samples": _gate_pictures(item, gate)})
+        gates.append(("camcheck_gate", gate))
+    return gates
 
 
 @pytest.hookimpl(wrapper=True)
@@ -651,6 +915,7 @@ __all__ = [
     "camcheck_dataset",
     "camcheck_device",
     "camcheck_model",
+    "camcheck_reference_model",
     "camcheck_session",
     "camcheck_settings",
 ]

@@ -8,6 +8,12 @@
   a curve whose area is compared with that of a random order.
 * **Occlusion**: masking an annotated region must lower the target probability, and more than
   masking patches of the background of the same shape and area.
+
+Deletion, insertion and occlusion can only judge a sample whose target probability depends on
+the image's detail: when the blurred image (the baseline) scores the target within
+``min_effect`` of the image itself (a class the model answers when it sees nothing, or a model
+that reads only colours), there is nothing to remove or reveal. Such samples are left out of the
+rate and named in the result's notes; a check that can judge no sample fails its gate.
 * **Spatial bias**: a hot spot that stays put while the objects move (the share of a class's
   samples whose map peaks in the same small window). Needs no annotations.
 
@@ -27,7 +33,7 @@ import copy
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -43,8 +49,12 @@ from .regions import Region
 from .store import Batch, BatchStore, MapConfig
 
 __all__ = [
+    "BLUR_FRACTION",
     "CascadeStep",
+    "Drops",
+    "Randomizer",
     "auc",
+    "baseline_of",
     "blur",
     "cascade_steps",
     "deletion_check",
@@ -213,10 +223,10 @@ def cascade_steps(
     """The randomisation cascade of ``model`` explained at ``layer``, from the top down.
 
     First the blocks that run after the layer (the head), the last one first: each is the
-    outermost module that does not contain the layer and runs wholly after it; a plain container
-    of blocks (an ``nn.Sequential`` of residual blocks, say) is split into its children. Then the layer's own
-    blocks, the last one first: its children when it is a container of blocks, else the layer
-    itself.
+    outermost module that does not contain the layer and runs wholly after it; a plain
+    container of blocks (an ``nn.Sequential`` of residual blocks, say) is split into its
+    children. Then the layer's own blocks, the last one first: its children when it is a
+    container of blocks, else the layer itself.
     Modules that run before the layer are never re-initialised.
 
     Args:
@@ -260,9 +270,7 @@ def cascade_steps(
                 unit = ".".join(parts[: k + 1])
             break
         units.setdefault(unit, start.get(unit, start[mod_name]))
-    steps = [
-        CascadeStep(u, owning(u)) for u, _ in sorted(units.items(), key=lambda kv: -kv[1])
-    ]
+    steps = [CascadeStep(u, owning(u)) for u, _ in sorted(units.items(), key=lambda kv: -kv[1])]
     if _holds_blocks(target):
         children = [
             (f"{name}.{child}", start[f"{name}.{child}"])
@@ -415,8 +423,14 @@ def blur(images: Tensor, sigma: float) -> Tensor:
     return F.conv2d(x, kernel.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
 
 
-def _default_sigma(images: Tensor) -> float:
-    return max(images.shape[-2:]) / 20.0
+#: The baseline's blur, as a fraction of the image's longer side.
+BLUR_FRACTION = 0.1
+
+
+def baseline_of(images: Tensor) -> Tensor:
+    """The baseline of deletion, insertion and occlusion: the images blurred with a sigma of
+    :data:`BLUR_FRACTION` times their longer side (detail gone, colours kept)."""
+    return blur(images, BLUR_FRACTION * max(images.shape[-2:]))
 
 
 def _autocast(amp: bool, device: torch.device) -> Any:
@@ -501,8 +515,7 @@ def perturbation_curves(
         targets: ``(B,)`` the classes whose probability is traced.
         steps: the number of steps (>= 1); the curves have ``steps + 1`` points.
         insertion: reveal pixels instead of removing them.
-        baseline: what removed pixels become (default: :func:`blur` of the images with a sigma
-            of 1/20 of the image's side).
+        baseline: what removed pixels become (default: :func:`baseline_of` the images).
         seeds: one seed per image for the random order and the tie-break (default 0..B-1).
         output: which model output holds the logits.
         amp: run the forwards under autocast.
@@ -517,7 +530,7 @@ def perturbation_curves(
         raise ValueError(f"maps must be {(b, h, w)} to match the images, got {tuple(maps.shape)}")
     device, _ = model_device_dtype(model)
     x = images.to(device)
-    base = (blur(x, _default_sigma(x)) if baseline is None else baseline.to(device)).to(x.dtype)
+    base = (baseline_of(x) if baseline is None else baseline.to(device)).to(x.dtype)
     seeds = list(range(b)) if seeds is None else list(seeds)
     gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
     cam_rank, rand_rank = _orders(maps, gens)
@@ -525,8 +538,9 @@ def perturbation_curves(
     n = h * w
     counts = [round(s * n / steps) for s in range(steps + 1)]
     first, last = (base, x) if insertion else (x, base)
-    ends = target_probability(model, torch.cat([first, last]), torch.cat([targets, targets]),
-                              output=output, amp=amp)
+    ends = target_probability(
+        model, torch.cat([first, last]), torch.cat([targets, targets]), output=output, amp=amp
+    )
     cam = torch.empty(b, steps + 1)
     rnd = torch.empty(b, steps + 1)
     cam[:, 0] = rnd[:, 0] = ends[:b]
@@ -589,6 +603,21 @@ def _shift(t: Tensor, dy: int, dx: int) -> Tensor:
     return out
 
 
+class Drops(NamedTuple):
+    """What :func:`occlusion_drops` measured, per image (probability before minus after).
+
+    Attributes:
+        region: masking the region.
+        background: masking background patches of the same shape (their mean; nan when no
+            patch fits).
+        whole: masking the whole image (the most any masking can remove).
+    """
+
+    region: Tensor
+    background: Tensor
+    whole: Tensor
+
+
 def occlusion_drops(
     model: nn.Module,
     images: Tensor,
@@ -600,7 +629,7 @@ def occlusion_drops(
     seeds: Sequence[int] | None = None,
     output: Any = None,
     amp: bool = False,
-) -> tuple[Tensor, Tensor]:
+) -> Drops:
     """How much masking a region, and patches of background of the same shape, lowers the
     target probability.
 
@@ -611,16 +640,15 @@ def occlusion_drops(
         targets: ``(B,)`` the classes.
         patches: background patches per image: the region's mask moved (by a random choice of
             the offsets that keep it inside the image and off the region itself).
-        fill: what masked pixels become: ``"blur"`` (the image blurred with a sigma of 1/8 of
-            its side: the region's content is gone, its surroundings' colours stay) or
-            ``"mean"`` (each channel's mean over the image).
+        fill: what masked pixels become: ``"blur"`` (:func:`baseline_of` the image: the
+            region's detail is gone, its colours stay) or ``"mean"`` (each channel's mean over
+            the image).
         seeds: one seed per image for the patches' places (default 0..B-1).
         output: which model output holds the logits.
         amp: run the forwards under autocast.
 
     Returns:
-        ``(region_drop, background_drop)``: ``(B,)`` each, the probability before minus after;
-        the background drop is the mean over the patches (nan when no patch fits).
+        The :class:`Drops`, ``(B,)`` CPU tensors each.
     """
     if fill not in ("blur", "mean"):
         raise ValueError(f'fill must be "blur" or "mean", got {fill!r}')
@@ -628,7 +656,7 @@ def occlusion_drops(
     device, _ = model_device_dtype(model)
     x = images.to(device)
     if fill == "blur":
-        filler = blur(x, max(x.shape[-2:]) / 8.0)
+        filler = baseline_of(x)
     else:
         filler = x.mean(dim=(2, 3), keepdim=True).expand_as(x)
     m = masks.to(device).bool()
@@ -643,21 +671,27 @@ def occlusion_drops(
         for p, (dy, dx) in enumerate(offsets):
             moved[p, i] = _shift(m[i], dy, dx)
             fits[p, i] = True
-    batches = [x, torch.where(m[:, None], filler, x)]
+    batches = [x, filler.contiguous(), torch.where(m[:, None], filler, x)]
     batches += [torch.where(moved[p][:, None], filler, x) for p in range(patches)]
     probs = target_probability(
-        model, torch.cat(batches), targets.repeat(len(batches)), output=output, amp=amp
+        model,
+        torch.cat(batches),
+        targets.repeat(len(batches)),
+        output=output,
+        amp=amp,
+        batch_size=2 * b,
     ).view(len(batches), b)
-    region = probs[0] - probs[1]
+    whole = probs[0] - probs[1]
+    region = probs[0] - probs[2]
     if patches:
-        drops = probs[0][None] - probs[2:]
+        drops = probs[0][None] - probs[3:]
         drops = torch.where(fits, drops, torch.full_like(drops, math.nan))
         count = fits.sum(dim=0)
         total = torch.nan_to_num(drops, nan=0.0).sum(dim=0)
         background = torch.where(count > 0, total / count.clamp(min=1), math.nan)
     else:
         background = torch.full((b,), math.nan)
-    return region, background
+    return Drops(region, background, whole)
 
 
 # ============================================================================================
@@ -691,7 +725,7 @@ def peak_shares(
     rows = np.array([p[0] for _, p in found])
     cols = np.array([p[1] for _, p in found])
     best: tuple[float, tuple[int, int, int, int] | None] = (-1.0, None)
-    for (i, (r, c)) in found:
+    for i, (r, c) in found:
         y0 = min(max(int(r) - side // 2, 0), h - side)
         x0 = min(max(int(c) - side // 2, 0), w - side)
         inside = (rows >= y0) & (rows < y0 + side) & (cols >= x0) & (cols < x0 + side)
@@ -807,6 +841,7 @@ def _finish(
     extra: dict[str, Any],
     missing: Sequence[str] = (),
     skipped: set[int] | None = None,
+    notes: Sequence[str] = (),
 ) -> metrics.RateResult:
     kept = [it for it in items if skipped is None or it.index not in skipped]
     return metrics.rate_result(
@@ -822,6 +857,15 @@ def _finish(
         metric=metric,
         threshold_name=threshold_name,
         extra=extra,
+        notes=notes,
+    )
+
+
+def _unjudged_note(ids: Sequence[str], total: int, min_effect: float, what: str) -> str:
+    shown = ", ".join(ids[:5]) + (f" (+{len(ids) - 5} more)" if len(ids) > 5 else "")
+    return (
+        f"{len(ids)} of {total} samples not judged ({shown}): the blurred image scores their "
+        f"target within {min_effect:g} of the image itself, so {what} cannot change it"
     )
 
 
@@ -944,10 +988,14 @@ def _perturbation_check(
     insertion: bool,
     steps: int,
     min_margin: float,
+    min_effect: float,
     seed: int,
     title: Title | None,
 ) -> metrics.RateResult:
     margin_limit = _check_fraction(min_margin, "min_margin", -1.0, 1.0)
+    effect = _check_fraction(min_effect, "min_effect")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
     walked = list(_walk(store, config))
     items = [it for _, batch_items in walked for it in batch_items]
     batches = [b for b, _ in walked if b is not None]
@@ -961,6 +1009,7 @@ def _perturbation_check(
     counted = 0
     cam_aucs: list[float] = []
     rnd_aucs: list[float] = []
+    unjudged: set[int] = set()
     for batch, x in _images(store, batches):
         maps = store.display_maps(config, batch)[layer]
         cam, rnd = perturbation_curves(
@@ -976,7 +1025,11 @@ def _perturbation_check(
         )
         a_cam, a_rnd = auc(cam), auc(rnd)
         margin = (a_cam - a_rnd) if insertion else (a_rnd - a_cam)
+        whole = cam[:, 0] - cam[:, steps] if not insertion else cam[:, steps] - cam[:, 0]
         for row, index in enumerate(batch.indices):
+            if float(whole[row]) < effect:  # the baseline scores as high: nothing to measure
+                unjudged.add(index)
+                continue
             if bool(batch.degenerate[layer][row]):  # no order to follow
                 outcomes[index], values[index] = False, math.nan
                 continue
@@ -996,8 +1049,12 @@ def _perturbation_check(
         "auc_cam": round(float(np.mean(cam_aucs)), 4) if cam_aucs else None,
         "auc_random": round(float(np.mean(rnd_aucs)), 4) if rnd_aucs else None,
         "min_margin": margin_limit,
+        "min_effect": effect,
         "steps": int(steps),
+        "unjudged": [it.id for it in items if it.index in unjudged][:50],
     }
+    ids = [it.id for it in items if it.index in unjudged]
+    notes = [_unjudged_note(ids, len(items), effect, kind)] if ids else []
     return _finish(
         f"{kind}[steps={steps}, min_margin={margin_limit:g}]",
         items,
@@ -1010,6 +1067,8 @@ def _perturbation_check(
         threshold_name="min_margin",
         title=title,
         extra=extra,
+        skipped=unjudged,
+        notes=notes,
     )
 
 
@@ -1019,18 +1078,21 @@ def deletion_check(
     steps: int = 20,
     min_margin: float = 0.05,
     *,
+    min_effect: float = 0.1,
     seed: int = 0,
     title: Title | None = None,
 ) -> metrics.RateResult:
     """Deletion over the dataset: a sample passes when the area under its deletion curve in the
     map's order is below the random order's by at least ``min_margin`` (its value: random AUC
-    minus map AUC). A degenerate map fails. ``extra`` holds the mean curves."""
+    minus map AUC). A degenerate map fails; a sample whose baseline scores within
+    ``min_effect`` of the image is not judged. ``extra`` holds the mean curves."""
     return _perturbation_check(
         store,
         config,
         insertion=False,
         steps=steps,
         min_margin=min_margin,
+        min_effect=min_effect,
         seed=seed,
         title=title,
     )
@@ -1040,20 +1102,23 @@ def insertion_check(
     store: BatchStore,
     config: MapConfig,
     steps: int = 20,
-    min_margin: float = 0.05,
+    min_margin: float = 0.0,
     *,
+    min_effect: float = 0.1,
     seed: int = 0,
     title: Title | None = None,
 ) -> metrics.RateResult:
     """Insertion over the dataset: a sample passes when the area under its insertion curve in
-    the map's order is above the random order's by at least ``min_margin`` (its value: map AUC
-    minus random AUC). A degenerate map fails. ``extra`` holds the mean curves."""
+    the map's order is above the random order's by more than ``min_margin`` (its value: map
+    AUC minus random AUC). A degenerate map fails; a sample whose baseline scores within
+    ``min_effect`` of the image is not judged. ``extra`` holds the mean curves."""
     return _perturbation_check(
         store,
         config,
         insertion=True,
         steps=steps,
         min_margin=min_margin,
+        min_effect=min_effect,
         seed=seed,
         title=title,
     )
@@ -1067,6 +1132,7 @@ def occlusion_check(
     *,
     patches: int = 4,
     fill: str = "blur",
+    min_effect: float = 0.1,
     seed: int = 0,
     missing_policy: str = "fail",
     title: Title | None = None,
@@ -1075,10 +1141,12 @@ def occlusion_check(
     its target probability by at least ``min_drop`` AND by more than masking background patches
     of the same shape does (their mean). Its value is the region's drop; ``extra`` holds both
     drops per sample (the report's scatter plot). Samples without the region fail, or are left
-    out with ``missing_policy="skip"``."""
+    out with ``missing_policy="skip"``; a sample whose probability drops by less than
+    ``min_effect`` when the whole image is masked is not judged."""
     if missing_policy not in ("fail", "skip"):
         raise ValueError(f'missing must be "fail" or "skip", got {missing_policy!r}')
     limit = _check_fraction(min_drop, "min_drop", -1.0, 1.0)
+    effect = _check_fraction(min_effect, "min_effect")
     if isinstance(patches, bool) or not isinstance(patches, int) or patches < 1:
         raise ValueError(f"patches must be a positive int, got {patches!r}")
     walked = list(_walk(store, config))
@@ -1092,6 +1160,7 @@ def occlusion_check(
     drops: dict[int, tuple[float, float]] = {}
     missing: list[str] = []
     skipped: set[int] = set()
+    unjudged: set[int] = set()
     for batch, x in _images(store, batches):
         h, w = x.shape[-2:]
         masks = torch.zeros(len(batch.indices), h, w, dtype=torch.bool)
@@ -1109,7 +1178,7 @@ def occlusion_check(
         if not has:
             continue
         rows = torch.tensor(has)
-        region_drop, background_drop = occlusion_drops(
+        got = occlusion_drops(
             store.model,
             x[rows],
             masks[rows],
@@ -1122,12 +1191,15 @@ def occlusion_check(
         )
         for k, row in enumerate(has):
             index = batch.indices[row]
-            rd, bd = float(region_drop[k]), float(background_drop[k])
+            if float(got.whole[k]) < effect:
+                unjudged.add(index)
+                continue
+            rd, bd = float(got.region[k]), float(got.background[k])
             drops[index] = (rd, bd)
             values[index] = rd
             beats = not math.isfinite(bd) or rd > bd
             outcomes[index] = bool(rd >= limit and beats)
-    if not drops:
+    if not drops and not unjudged:
         raise DataError(
             f"no sample has a region named {region!r} ({len(missing)} samples checked); "
             "check the annotations and the region name"
@@ -1141,7 +1213,11 @@ def occlusion_check(
         "min_drop": limit,
         "patches": int(patches),
         "fill": fill,
+        "min_effect": effect,
+        "unjudged": [it.id for it in items if it.index in unjudged][:50],
     }
+    ids = [it.id for it in items if it.index in unjudged]
+    notes = [_unjudged_note(ids, len(items), effect, "masking the region")] if ids else []
     return _finish(
         f"occlusion[{region}, min_drop={limit:g}]",
         items,
@@ -1155,7 +1231,8 @@ def occlusion_check(
         title=title,
         extra=extra,
         missing=missing,
-        skipped=skipped,
+        skipped=skipped | unjudged,
+        notes=notes,
     )
 
 

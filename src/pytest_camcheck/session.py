@@ -7,6 +7,7 @@ session: markers that change the layer, method or target get a view over the sam
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,7 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from . import metrics
+from . import evidence, metrics
+from .baseline import Baselines
 from .errors import ConfigError, DataError, RegionNotFoundError
 from .regions import Region, Sample
 from .settings import Settings
@@ -61,6 +63,8 @@ class CamCase:
         method: the CAM method.
         peak_tolerance / min_energy: the configured thresholds for this test (markers applied);
             the assertions use them when a test passes none.
+        compared: role (``"baseline"``, ``"reference"``) -> the other maps the test asked for
+            (:attr:`baseline_map`, :attr:`reference_map`); the report draws them beside ``map``.
     """
 
     id: str
@@ -82,6 +86,11 @@ class CamCase:
     min_energy: float = 0.5
     _loader: Callable[[], Sample] | None = field(default=None, repr=False)
     _display: Callable[[], Any] | None = field(default=None, repr=False)
+    _others: dict[str, Callable[[], tuple[Tensor, Tensor, str]]] = field(
+        default_factory=dict, repr=False
+    )
+    compared: dict[str, Tensor] = field(default_factory=dict, repr=False)
+    _loaded: dict[str, tuple[Tensor, Tensor, str]] = field(default_factory=dict, repr=False)
 
     @property
     def map(self) -> Tensor:
@@ -115,6 +124,53 @@ class CamCase:
     def energy_in(self, region: str, layer: str | None = None) -> float:
         return metrics.energy_fraction(self.maps[layer or self.layer], self.region(region))
 
+    def _other(self, role: str) -> Tensor:
+        __tracebackhide__ = True
+        held = self._loaded.get(role)
+        if held is None:
+            load = self._others.get(role)
+            if load is None:
+                why = (
+                    "no reference model is configured (set camcheck_reference_weights and/or "
+                    "camcheck_reference_model)"
+                    if role == "reference"
+                    else "baselines are kept for the tested model only, not the reference's"
+                )
+                raise ConfigError(f"sample {self.id!r} has no {role} map: {why}")
+            held = self._loaded[role] = load()
+        display, raw, layer = held
+        # known to the assertions of the running test (also when first loaded outside it)
+        source = evidence.MapSource(layer, self.method, self.target, role=role)
+        evidence.register_map(display, source, raw)
+        self.compared[role] = display
+        return display
+
+    @property
+    def baseline_map(self) -> Tensor:
+        """The stored ``(H, W)`` display map of this sample (the configured layer), made from
+        the baseline's raw map as ``map`` is from the current one.
+
+        A missing baseline is written from the current model's maps and the test fails saying
+        so (``--camcheck-update-baselines`` rewrites it); a sample added since the baseline
+        fails with a message that says how to add it.
+
+        Example:
+            >>> assert_similar_maps(camcheck_case.map, camcheck_case.baseline_map, min_ssim=0.8)
+            ... # doctest: +SKIP
+        """
+        __tracebackhide__ = True
+        return self._other("baseline")
+
+    @property
+    def reference_map(self) -> Tensor:
+        """The reference model's ``(H, W)`` display map of this sample (its configured layer).
+
+        Raises:
+            ConfigError: no reference model is configured (``camcheck_reference_model`` /
+                ``camcheck_reference_weights``).
+        """
+        return self._other("reference")
+
 
 class CamCheck:
     """The dataset and its CAMs under one set of settings (the ``camcheck`` fixture).
@@ -137,6 +193,8 @@ class CamCheck:
         *,
         store: BatchStore | None = None,
         run_settings: Settings | None = None,
+        reference: torch.nn.Module | None = None,
+        baselines: Baselines | None = None,
     ) -> None:
         self.settings = settings if settings is not None else Settings()
         if store is None:
@@ -147,6 +205,12 @@ class CamCheck:
             )
         self.store = store
         self.run_settings = run_settings if run_settings is not None else self.settings
+        if reference is not None:  # its maps come from the same DataLoader passes
+            BatchStore(reference, store.dataset, store.device, leader=store)
+        if baselines is None and store.leader is None:
+            baselines = Baselines(self.settings.baseline_dir, update=self.settings.update_baselines)
+        #: where this session's baselines live (None for the reference model's view)
+        self.baselines = baselines
 
     # -- configuration -----------------------------------------------------------------------
     @property
@@ -178,7 +242,13 @@ class CamCheck:
         """A view with other settings (marker overrides) over the same store."""
         if settings == self.settings:
             return self
-        return CamCheck(None, settings=settings, store=self.store, run_settings=self.run_settings)
+        return CamCheck(
+            None,
+            settings=settings,
+            store=self.store,
+            run_settings=self.run_settings,
+            baselines=self.baselines,
+        )
 
     def with_options(self, **overrides: Any) -> CamCheck:
         """A view with ``layer``/``method``/``target``/thresholds overridden (as the marker)."""
@@ -201,6 +271,15 @@ class CamCheck:
         if k is None or k < 0 or not names or k >= len(names):
             return None
         return str(names[k])
+
+    def _output_name(self, k: int) -> str | None:
+        """The name of model output ``k``: through ``camcheck_classes`` when it maps the
+        dataset's classes (the dataset's name, else the model's category), else the dataset's
+        class ``k``."""
+        classes = getattr(self.store, "classes", None)
+        if classes is not None:
+            return classes.output_name(k)
+        return self._class_name(k)
 
     def index_of(self, sample: str | int) -> int:
         return self.store.index_of(sample)
@@ -229,7 +308,7 @@ class CamCheck:
             label=meta.label,
             class_name=meta.class_name or self._class_name(meta.label),
             prediction=pred,
-            prediction_name=self._class_name(pred),
+            prediction_name=self._output_name(pred),
             probability=float(probs[pred]),
             target=int(batch.targets[row]),
             regions=Regions(meta.id, meta.regions),
@@ -242,6 +321,7 @@ class CamCheck:
             min_energy=s.min_energy,
             _loader=lambda i=i: self.dataset[i],
             _display=lambda i=i: self.store.display_image(i),
+            _others=self._other_maps(i),
         )
 
     def case(self, sample: str | int) -> CamCase:
@@ -280,6 +360,109 @@ class CamCheck:
         for _, case, _ in self._each():
             if case is not None:
                 yield case
+
+    # -- regression: baselines and a reference model (see pytest_camcheck.regression) --------
+    @property
+    def reference(self) -> CamCheck:
+        """The reference model's :class:`CamCheck`: the same dataset and settings, its maps
+        computed in the same batched passes as this one's (each batch is decoded once).
+
+        Raises:
+            ConfigError: no reference model is configured.
+        """
+        followers = self.store.followers
+        if not followers:
+            raise ConfigError(
+                "no reference model is configured: set camcheck_reference_weights (the tested "
+                "model's architecture with other weights) and/or camcheck_reference_model (a "
+                "model spec), or pass reference= to CamCheck"
+            )
+        return CamCheck(
+            None, settings=self.settings, store=followers[0], run_settings=self.run_settings
+        )
+
+    def _other_maps(self, i: int) -> dict[str, Callable[[], tuple[Tensor, Tensor, str]]]:
+        from . import regression
+
+        out: dict[str, Callable[[], tuple[Tensor, Tensor, str]]] = {}
+        if self.baselines is not None:
+            out["baseline"] = functools.partial(regression.case_baseline, self, i)
+        if self.store.followers:
+            out["reference"] = functools.partial(regression.case_reference, self, i)
+        return out
+
+    def baseline_comparison(
+        self,
+        min_ssim: float | None = 0.8,
+        max_peak_shift: float | None = None,
+        min_rank_corr: float | None = None,
+        *,
+        layer: str | None = None,
+    ) -> metrics.RateResult:
+        """The share of samples whose map is within the thresholds of its stored baseline map.
+
+        Per sample: the SSIM of the display maps at 64x64, the peak shift in pixels, Spearman's
+        rank correlation of the raw maps and each region's change of energy (see
+        :mod:`pytest_camcheck.compare`); a sample passes when every threshold given holds. The
+        result (:class:`~pytest_camcheck.compare.SimilarityResult`) lists the samples that
+        moved most, and those added, removed or changed since the baseline (not compared).
+
+        A missing baseline is written from the current model's maps and the test fails saying
+        so; ``--camcheck-update-baselines`` rewrites it.
+
+        Example:
+            >>> assert_pass_rate(camcheck.baseline_comparison(min_ssim=0.8), min_rate=0.95)
+            ... # doctest: +SKIP
+        """
+        __tracebackhide__ = True
+        from . import regression
+
+        view = self if layer is None else self.with_options(layer=layer)
+        return regression.baseline_comparison(view, min_ssim, max_peak_shift, min_rank_corr)
+
+    def similarity_to_reference(
+        self,
+        min_ssim: float | None = 0.8,
+        max_peak_shift: float | None = None,
+        min_rank_corr: float | None = None,
+        *,
+        layer: str | None = None,
+    ) -> metrics.RateResult:
+        """The share of samples whose map is within the thresholds of the reference model's map
+        of the same sample (the numbers of :meth:`baseline_comparison`)."""
+        from . import regression
+
+        view = self if layer is None else self.with_options(layer=layer)
+        return regression.similarity_to_reference(view, min_ssim, max_peak_shift, min_rank_corr)
+
+    def compare(
+        self,
+        metric: str | Callable[[CamCheck], metrics.RateResult] = "pointing_game",
+        *args: Any,
+        confidence: float = 0.95,
+        **kwargs: Any,
+    ) -> Any:
+        """One dataset-level check by this model and by the reference model, paired by sample.
+
+        Args:
+            metric: ``"pointing_game"``, ``"energy_in_region"``, ``"energy_outside_region"``,
+                ``"localization"`` (called with ``*args, **kwargs`` on both), or a function
+                taking a :class:`CamCheck` and returning its rate.
+            confidence: the level of the difference's interval.
+
+        Returns:
+            A :class:`~pytest_camcheck.compare.PairedComparison`: both rates, their difference
+            with a 95% interval (Newcombe's method for paired data), the exact McNemar p-value
+            and the samples fixed and broken by this model. Gate it with
+            :func:`~pytest_camcheck.assertions.assert_no_regression`.
+
+        Example:
+            >>> assert_no_regression(camcheck.compare("pointing_game", region="head"))
+            ... # doctest: +SKIP
+        """
+        from . import regression
+
+        return regression.compare(self, metric, *args, confidence=confidence, **kwargs)
 
     # -- dataset-level metrics -----------------------------------------------------------------
     def _title(self, what: str, layer: str) -> str:
@@ -461,4 +644,138 @@ class CamCheck:
             metric="iou",
             threshold_name="min_iou",
             missing_policy=missing,
+        )
+
+    # -- sanity, faithfulness and shortcut checks (see pytest_camcheck.sanity) ------------------
+    def _view(self, layer: str | None) -> CamCheck:
+        return self if layer is None else self.with_options(layer=layer)
+
+    def randomization(
+        self, max_similarity: float = 0.5, *, layer: str | None = None, seed: int = 0
+    ) -> metrics.RateResult:
+        """Model randomisation (Adebayo et al., 2018): the share of samples whose map changes
+        when the model is re-initialised, on a copy, from the head down to the explained layer.
+
+        A sample passes when the Spearman rank correlation and the SSIM between its map and its
+        map on the fully randomised copy are both below ``max_similarity``. The user's model is
+        not touched. The result's ``extra`` holds the similarity after each step of the cascade.
+
+        Example:
+            >>> assert_pass_rate(camcheck.randomization(max_similarity=0.5), min_rate=0.9)
+            ... # doctest: +SKIP
+        """
+        from . import sanity
+
+        view = self._view(layer)
+        return sanity.randomization_check(
+            view.store, view.config, max_similarity, seed=seed, title=view._title
+        )
+
+    def deletion(
+        self,
+        steps: int = 20,
+        min_margin: float = 0.05,
+        *,
+        min_effect: float = 0.1,
+        layer: str | None = None,
+        seed: int = 0,
+    ) -> metrics.RateResult:
+        """Deletion (Petsiuk et al., 2018): the share of samples whose target probability falls
+        faster when pixels are replaced by a blurred copy in the map's order than in a random
+        order: the random order's area under the curve minus the map's must reach
+        ``min_margin``. Batched: ``steps`` forwards of each batch per order. A sample whose
+        blurred image scores its target within ``min_effect`` of the image is not judged (its
+        probability does not depend on the detail that deletion removes)."""
+        from . import sanity
+
+        view = self._view(layer)
+        return sanity.deletion_check(
+            view.store,
+            view.config,
+            steps,
+            min_margin,
+            min_effect=min_effect,
+            seed=seed,
+            title=view._title,
+        )
+
+    def insertion(
+        self,
+        steps: int = 20,
+        min_margin: float = 0.0,
+        *,
+        min_effect: float = 0.1,
+        layer: str | None = None,
+        seed: int = 0,
+    ) -> metrics.RateResult:
+        """Insertion (Petsiuk et al., 2018): as :meth:`deletion`, revealing the image's pixels on
+        a blurred copy; the map's area under the curve minus the random order's must exceed
+        ``min_margin``."""
+        from . import sanity
+
+        view = self._view(layer)
+        return sanity.insertion_check(
+            view.store,
+            view.config,
+            steps,
+            min_margin,
+            min_effect=min_effect,
+            seed=seed,
+            title=view._title,
+        )
+
+    def occlusion(
+        self,
+        region: str,
+        min_drop: float = 0.1,
+        *,
+        patches: int = 4,
+        fill: str = "blur",
+        min_effect: float = 0.1,
+        seed: int = 0,
+        missing: str = "fail",
+    ) -> metrics.RateResult:
+        """Occlusion of an annotated region: the share of samples whose target probability
+        drops by at least ``min_drop`` when ``region`` is masked, and by more than when
+        background patches of the same shape are (their mean). It shows that the model relies
+        on the region, not only that its map overlaps it (samples without the region: see
+        :meth:`pointing_game`). A sample whose probability drops by less than ``min_effect``
+        when the whole image is masked is not judged."""
+        from . import sanity
+
+        return sanity.occlusion_check(
+            self.store,
+            self.config,
+            region,
+            min_drop,
+            patches=patches,
+            fill=fill,
+            min_effect=min_effect,
+            seed=seed,
+            missing_policy=missing,
+            title=self._title,
+        )
+
+    def spatial_bias(
+        self,
+        max_share: float = 0.5,
+        *,
+        window: float = 0.125,
+        min_samples: int = 5,
+        layer: str | None = None,
+    ) -> metrics.RateResult:
+        """Spatial bias, without annotations: a class passes when no small square (``window``
+        times the map's side) holds the map peaks of more than ``max_share`` of its samples; a
+        sample fails when its own peak's square does. The result's ``extra`` holds each class's
+        mean map and hot spot."""
+        from . import sanity
+
+        view = self._view(layer)
+        return sanity.spatial_bias_check(
+            view.store,
+            view.config,
+            max_share,
+            window=window,
+            min_samples=min_samples,
+            title=view._title,
         )

@@ -52,6 +52,13 @@ def _str(key: str, value: Any) -> str | None:
     return s or None
 
 
+def _paths(key: str, value: Any) -> str | None:
+    """One path, or several: a TOML list or comma-separated (kept as ``"a, b"``)."""
+    if isinstance(value, (list, tuple)):
+        value = ", ".join(str(v).strip() for v in value if str(v).strip())
+    return _str(key, value)
+
+
 def _bool(key: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -142,11 +149,54 @@ def _method(key: str, value: Any) -> str:
     return found
 
 
-def _target(key: str, value: Any) -> str:
-    s = str(value).strip().lower()
-    if s not in TARGETS:
-        raise ConfigError(f"{key}: expected one of {', '.join(TARGETS)}, got {value!r}")
+def _target(key: str, value: Any) -> str | int:
+    """``label``, ``predicted``, a model output index (``285``) or a class name (``"cat"``,
+    resolved against ``camcheck_classes`` and the model's category names when maps are made)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    s = str(value).strip()
+    if s.lower() in TARGETS:
+        return s.lower()
+    if re.fullmatch(r"\d+", s):
+        return int(s)
+    if not s or isinstance(value, bool) or re.fullmatch(r"[-+]?\d+(\.\d*)?", s):
+        raise ConfigError(
+            f"{key}: expected one of {', '.join(TARGETS)}, a class index >= 0 (e.g. 285) or a "
+            f"class name (e.g. cat), got {value!r}"
+        )
     return s
+
+
+def _classes(key: str, value: Any) -> str | dict[str, int] | None:
+    from .classes import parse_classes
+
+    try:
+        return parse_classes(value)
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+
+
+def _floats(key: str, value: Any) -> tuple[float, ...] | None:
+    """Per-channel numbers: ``0.5, 0.5, 0.5``, ``[0.5, 0.5, 0.5]`` or one number for all."""
+    if value is None:
+        return None
+    items = value if isinstance(value, (list, tuple)) else re.split(r"[,\s]+", str(value))
+    texts = [str(i).strip().strip("[]()") for i in items]
+    try:
+        out = tuple(float(t) for t in texts if t)
+    except ValueError:
+        raise ConfigError(
+            f"{key}: expected per-channel numbers such as 0.485, 0.456, 0.406, got {value!r}"
+        ) from None
+    if not out or not all(math.isfinite(v) for v in out):
+        raise ConfigError(f"{key}: expected finite per-channel numbers, got {value!r}")
+    return out
+
+
+def _size(key: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    return _int(8)(key, value)
 
 
 def _layers(key: str, value: Any) -> tuple[str, ...] | None:
@@ -197,7 +247,8 @@ OPTIONS: tuple[Option, ...] = (
         "model",
         _str,
         None,
-        'model spec: "package.module:factory", "torchvision:resnet18" or a TorchScript file',
+        'model spec: "package.module:factory", "torchvision:resnet18", "timm:NAME", '
+        '"hf:FOLDER" (a local Hugging Face folder) or a TorchScript file',
     ),
     Option(
         "model_kwargs",
@@ -205,7 +256,13 @@ OPTIONS: tuple[Option, ...] = (
         {},
         'JSON keyword arguments for the model factory, e.g. {"num_classes": 2}',
     ),
-    Option("weights", _str, None, "state_dict file loaded with torch.load(weights_only=True)"),
+    Option(
+        "weights",
+        _str,
+        None,
+        "state_dict file (.pth, .safetensors) loaded with torch.load(weights_only=True); for "
+        "torchvision:NAME also a weights name (IMAGENET1K_V1) found in the local torch cache",
+    ),
     Option(
         "trust_weights",
         _bool,
@@ -221,17 +278,39 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "annotations",
-        _str,
+        _paths,
         None,
-        "annotations: VOC XML folder, COCO JSON, CSV (image,label,region,x0,y0,x1,y1), masks",
+        "annotations: VOC XML folder, COCO JSON, CSV (image,label,region,x0,y0,x1,y1), masks; "
+        "several, comma-separated, are merged (e.g. annotations/xmls, annotations/trimaps)",
     ),
     Option(
         "transform",
         _str,
         None,
-        'default: resize + ImageNet normalisation; or "package.module:fn" (PIL -> tensor)',
+        "default: resize + normalisation (see camcheck_mean, _std, _resize, _crop); "
+        '"torchvision:ResNet50_Weights.IMAGENET1K_V2" (that preset); or "package.module:fn"',
     ),
     Option("image_size", _int(8), 224, "side of the default transform's square resize"),
+    Option(
+        "resize",
+        _size,
+        None,
+        "default transform: resize the shorter side to this many pixels (with camcheck_crop: "
+        "resize then centre-crop, e.g. 256 and 224; replaces the square resize)",
+    ),
+    Option("crop", _size, None, "default transform: centre-crop to this square size (e.g. 224)"),
+    Option(
+        "mean",
+        _floats,
+        None,
+        "default transform: per-channel normalisation mean (default: the model's, else ImageNet)",
+    ),
+    Option(
+        "std",
+        _floats,
+        None,
+        "default transform: per-channel normalisation std (default: the model's, else ImageNet)",
+    ),
     Option(
         "layer",
         _layers,
@@ -259,7 +338,20 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "min_energy", _float(0.0, 1.0), 0.5, "default fraction of CAM energy a region must hold"
     ),
-    Option("target", _target, "label", "class explained: label | predicted"),
+    Option(
+        "target",
+        _target,
+        "label",
+        "class explained: label | predicted | a class index (285) or name (cat)",
+    ),
+    Option(
+        "classes",
+        _classes,
+        None,
+        "the dataset's classes -> the model's output indices: a JSON object {\"cat\": 285}, "
+        "a file of the model's category names (one per line, or JSON), or auto (the model's "
+        "own names)",
+    ),
     Option(
         "output",
         _output,
@@ -270,6 +362,48 @@ OPTIONS: tuple[Option, ...] = (
     Option("report", _str, None, "write the HTML report (and a .json sidecar) to this path"),
     Option("report_all", _bool, False, "also show passing cases in the report", flag=True),
     Option("report_max_cases", _int(1), 200, "most cards in the report"),
+    Option(
+        "report_full_images",
+        _bool,
+        False,
+        "also embed each card's overlay at the image's full resolution (one click away; "
+        "makes the report larger)",
+        flag=True,
+    ),
+    Option(
+        "baseline_dir",
+        _str,
+        "tests/camcheck-baselines",
+        "folder of the stored baseline maps (relative to the rootdir), one folder per map "
+        "configuration",
+    ),
+    Option(
+        "update_baselines",
+        _bool,
+        False,
+        "rewrite the baselines the tests use from the current model's maps (the tests fail)",
+        flag=True,
+    ),
+    Option(
+        "reference_model",
+        _str,
+        None,
+        "the reference (deployed) model, compared with the tested one: a model spec as for "
+        "camcheck_model (default: camcheck_model, when camcheck_reference_weights is set)",
+    ),
+    Option(
+        "reference_weights",
+        _str,
+        None,
+        "state_dict file of the reference model (loaded with torch.load(weights_only=True))",
+    ),
+    Option(
+        "reference_model_kwargs",
+        _json_kwargs,
+        None,
+        "JSON keyword arguments for the reference model factory (default: camcheck_model_kwargs "
+        "when the reference has the tested model's spec)",
+    ),
 )
 _BY_NAME = {o.name: o for o in OPTIONS}
 MARKER_KEYS = ("layer", "method", "target", "peak_tolerance", "min_energy")
@@ -287,6 +421,10 @@ class Settings:
     annotations: str | None = None
     transform: str | None = None
     image_size: int = 224
+    resize: int | None = None
+    crop: int | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
     layer: tuple[str, ...] | None = None
     method: str = "gradcam"
     device: str = "auto"
@@ -295,11 +433,33 @@ class Settings:
     amp: bool = False
     peak_tolerance: float = 0.0
     min_energy: float = 0.5
-    target: str = "label"
+    target: str | int = "label"
+    classes: str | dict[str, int] | None = None
     output: int | str | None = None
     report: str | None = None
     report_all: bool = False
     report_max_cases: int = 200
+    report_full_images: bool = False
+    baseline_dir: str = "tests/camcheck-baselines"
+    update_baselines: bool = False
+    reference_model: str | None = None
+    reference_weights: str | None = None
+    reference_model_kwargs: dict[str, Any] | None = None
+
+    @property
+    def has_reference(self) -> bool:
+        """Whether a reference model is configured (its spec or its weights)."""
+        return bool(self.reference_model or self.reference_weights)
+
+    def reference_spec(self) -> tuple[str | None, dict[str, Any]]:
+        """The reference model's spec and kwargs: ``camcheck_reference_model`` (default: the
+        tested model's spec) and ``camcheck_reference_model_kwargs`` (default: the tested
+        model's kwargs when the spec is the same, else none)."""
+        spec = self.reference_model or self.model
+        if self.reference_model_kwargs is not None:
+            return spec, dict(self.reference_model_kwargs)
+        same = self.reference_model in (None, self.model)
+        return spec, dict(self.model_kwargs) if same else {}
 
     def with_marker(self, kwargs: Mapping[str, Any]) -> Settings:
         """These settings overridden by ``@pytest.mark.camcheck(**kwargs)``."""

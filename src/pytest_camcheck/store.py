@@ -23,7 +23,7 @@ import warnings
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -33,6 +33,9 @@ from torch.utils.data import DataLoader, Dataset
 from .cam.engine import compute_cams, model_device_dtype, select_output
 from .errors import CamcheckError, CamcheckWarning, ConfigError, DataError
 from .regions import Sample
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .classes import ClassMap
 
 __all__ = ["Batch", "BatchStore", "MapConfig", "StoreStats"]
 
@@ -50,7 +53,7 @@ class MapConfig:
     Attributes:
         layers: the layers (None: auto-detected, the same for every batch).
         method: the CAM method.
-        target: ``"label"`` or ``"predicted"``.
+        target: ``"label"``, ``"predicted"``, a model output index or a class name.
         amp: whether the forward runs under autocast.
         batch_size: images per forward pass.
         output: which model output holds the logits (an index or a key; None: the first).
@@ -58,7 +61,7 @@ class MapConfig:
 
     layers: tuple[str, ...] | None
     method: str
-    target: str
+    target: str | int
     amp: bool
     batch_size: int
     output: int | str | None = None
@@ -172,6 +175,16 @@ class _Samples(Dataset):
         return _Loaded(index, replace(sample, image=None), None), image
 
 
+def _channel_hint(x: Tensor | None) -> str:
+    """A hint when the model failed on 1-channel images (a grey transform before an RGB model)."""
+    if x is not None and x.dim() == 4 and x.shape[1] == 1:
+        return (
+            "; the transform gives 1-channel (1, H, W) images: if the model expects RGB, drop "
+            "Grayscale or use Grayscale(num_output_channels=3)"
+        )
+    return ""
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else ""
@@ -224,6 +237,10 @@ class BatchStore:
         keep_images: also keep each batch's images for display (the report's cards), so a
             failing card does not reload its image.
         display_budget: bytes of display maps and images kept (older batches dropped first).
+        leader: another store over the same dataset (e.g. the tested model's, when this one
+            holds a reference model's maps). The leader's DataLoader passes then compute this
+            store's batches too, from the same decoded images: each batch is loaded once for
+            both models. A follower asked for a batch has its leader load it.
     """
 
     def __init__(
@@ -236,7 +253,11 @@ class BatchStore:
         progress: Progress | None = None,
         keep_images: bool = False,
         display_budget: int = DEFAULT_DISPLAY_BUDGET,
+        leader: BatchStore | None = None,
+        classes: ClassMap | None = None,
     ) -> None:
+        if leader is not None and (leader.leader is not None or leader.dataset is not dataset):
+            raise ValueError("a store can follow only a leading store over the same dataset")
         self.model = model
         self.dataset = dataset
         self.device = torch.device(device)
@@ -253,6 +274,21 @@ class BatchStore:
         self._display_bytes = 0
         self._position: dict[str, int] | None = None
         self._warned_width: set[int | str | None] = set()
+        #: dataset class -> model output (``camcheck_classes``); None: labels are output indices
+        self.classes = classes
+        #: dataset index -> (the sample's label as an output index, the model's top output)
+        self.label_predictions: dict[int, tuple[int, int]] = {}
+        self._target_index: dict[str, int] = {}
+        self.leader = leader
+        self._followers: list[BatchStore] = []
+        if leader is not None:
+            self._meta = leader._meta  # one dataset, one set of loaded samples
+            leader._followers.append(self)
+
+    @property
+    def followers(self) -> tuple[BatchStore, ...]:
+        """The stores whose batches this store's passes compute too."""
+        return tuple(self._followers)
 
     # -- the dataset ----------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -330,7 +366,7 @@ class BatchStore:
         slot = self._slot(config)
         number = index // config.batch_size
         if number not in slot.batches and slot.failure is None:
-            wanted = self._wanted
+            wanted = self._wanted if self.leader is None else self.leader._wanted
             todo = [number]
             if wanted is not None:
                 todo = sorted({number, *self._batches(config, wanted)})
@@ -384,9 +420,22 @@ class BatchStore:
         )
 
     def _compute(self, slot: _Slot, numbers: Sequence[int]) -> None:
+        if self.leader is not None:  # the leader loads the images, for every store at once
+            self.leader._pass(self, slot, numbers)
+        else:
+            self._pass(self, slot, numbers)
+
+    def _pass(self, asking: BatchStore, slot: _Slot, numbers: Sequence[int]) -> None:
+        """One DataLoader pass over ``numbers``: the asking store's slot computes them, and so
+        does every other store of the group (this leader, its followers) lacking them."""
         if not numbers:
             return
         config = slot.config
+        targets = [(asking, slot)] + [
+            (store, store._slot(config))
+            for store in (self, *self._followers)
+            if store is not asking
+        ]
         self.stats.passes += 1
         start = time.perf_counter()
         total = sum(
@@ -406,7 +455,8 @@ class BatchStore:
                     "camcheck_num_workers = 0 to load them in the test process"
                 )
                 for rest in numbers[numbers.index(number) :]:
-                    slot.batches.setdefault(rest, message)
+                    for _, target in targets:
+                        target.batches.setdefault(rest, message)
                 break
             done += len(loaded)
             errors = {it.index: it.error for it in loaded if it.error is not None}
@@ -414,21 +464,24 @@ class BatchStore:
             for it in good:
                 assert it.sample is not None
                 self._meta[it.index] = it.sample
-            if x is None or not good:
-                slot.batches[number] = _empty_batch(number, errors)
-            else:
+            for store, target in targets:
+                if target.failure is not None or number in target.batches:
+                    continue
+                if x is None or not good:
+                    target.batches[number] = _empty_batch(number, dict(errors))
+                    continue
                 try:
-                    slot.batches[number] = self._run(slot, number, x, good, errors)
+                    target.batches[number] = store._run(target, number, x, good, dict(errors))
                 except CamcheckError as exc:
-                    self._failed(slot, number, str(exc))
+                    store._failed(target, number, str(exc))
                 except Exception as exc:  # the user's model raised: one line, kept once
-                    self._failed(
-                        slot,
+                    store._failed(
+                        target,
                         number,
                         f"computing the maps of batch {number} failed: {type(exc).__name__}: "
-                        f"{_first_line(exc)}",
+                        f"{_first_line(exc)}{_channel_hint(x)}",
                     )
-            if slot.failure is not None:
+            if all(target.failure is not None for _, target in targets):
                 break
             if self.progress is not None:
                 self.progress(done, total, time.perf_counter() - start)
@@ -451,8 +504,10 @@ class BatchStore:
         if dtype.is_floating_point and x.dtype != dtype:
             x = x.to(dtype)
         targets: Any = None
-        if config.target == "label":
-            labels = [it.sample.label if it.sample else None for it in good]
+        labels = [self.model_label(it.sample) for it in good]
+        if config.target not in ("label", "predicted"):  # a class index or name
+            targets = [self.target_index(config.target)] * len(good)
+        elif config.target == "label":
             if all(isinstance(v, int) and not isinstance(v, bool) for v in labels):
                 targets = labels
             else:  # unlabelled samples explain their prediction
@@ -474,6 +529,10 @@ class BatchStore:
         )
         self.stats.batches += 1
         self._check_width(config, int(result.logits.shape[-1]))
+        top = result.logits.detach().argmax(dim=1).cpu().tolist()
+        for it, label, pred in zip(good, labels, top):
+            if label is not None and config.target == "label":  # labels that feed the maps
+                self.label_predictions[it.index] = (int(label), int(pred))
         slot.layers = tuple(result.layers)
         batch = Batch(
             number=number,
@@ -494,9 +553,45 @@ class BatchStore:
             self._keep_images(batch, x, good)
         return batch
 
+    def model_label(self, sample: Sample | None) -> int | None:
+        """The model output index a sample's label stands for: its annotation's model index
+        (``meta["model_label"]``), its label mapped by ``camcheck_classes``, or the label.
+
+        Raises:
+            ConfigError: the label's class is missing from ``camcheck_classes``.
+        """
+        if sample is None:
+            return None
+        meta = sample.meta if isinstance(sample.meta, dict) else {}
+        own = meta.get("model_label")
+        if isinstance(own, int) and not isinstance(own, bool):
+            return own
+        label = sample.label
+        if not isinstance(label, int) or isinstance(label, bool):
+            return None
+        return label if self.classes is None else self.classes.model_index(label)
+
+    def target_index(self, target: str | int) -> int:
+        """The model output index of a ``camcheck_target`` that names a class (or is one).
+
+        Raises:
+            ConfigError: no class of that name (see
+                :func:`~pytest_camcheck.classes.resolve_target`).
+        """
+        if isinstance(target, int):
+            return target
+        if target not in self._target_index:
+            from .classes import resolve_target
+
+            self._target_index[target] = resolve_target(target, self.classes, self.model)
+        return self._target_index[target]
+
+
     def _check_width(self, config: MapConfig, width: int) -> None:
         """Warn once when the explained output's width is not the dataset's class count."""
         names = getattr(self.dataset, "class_names", None)
+        if self.classes is not None or config.target != "label":
+            return  # the classes are mapped to the outputs, or the labels pick no output
         if not names or width == len(names) or config.output in self._warned_width:
             return
         self._warned_width.add(config.output)
@@ -506,7 +601,9 @@ class BatchStore:
                 f"camcheck explains {which} of the model, which has {width} values, but the "
                 f"dataset has {len(names)} classes ({', '.join(map(str, names[:5]))}"
                 f"{', ...' if len(names) > 5 else ''}); if the model returns several outputs, "
-                "choose the logits with camcheck_output (an index or a key)"
+                "choose the logits with camcheck_output (an index or a key); if its outputs are "
+                "not the dataset's classes (an ImageNet model, say), map the classes to them "
+                'with camcheck_classes (e.g. {"cat": 285} or auto)'
             ),
             stacklevel=2,
         )
@@ -564,6 +661,8 @@ class BatchStore:
         held = self._images.get(index)
         if held is not None:
             return held[0]
+        if self.leader is not None:
+            return self.leader.display_image(index)
         if hasattr(self.dataset, "display_image"):
             return self.dataset.display_image(index)
         from .data.transforms import to_display

@@ -38,7 +38,9 @@ def efficientnet_lite0(pretrained: bool = True) -> nn.Module:
     head's activation impossible to hook (it runs twice per forward). The returned model gives
     each of them its own ``ReLU6`` (``_act_stem``, ``_act_head``); the weights and the maths are
     unchanged. ``model.cam_layer`` names the layer to explain (``"_act_head"``, 1280 x 7 x 7 at
-    224x224), which is also what ``compute_cams`` picks automatically.
+    224x224), which is also what ``compute_cams`` picks automatically. With the pretrained
+    weights, ``model.categories`` holds ImageNet's 1000 class names by output index (what
+    ``camcheck_classes = auto`` matches the dataset's classes against).
 
     Args:
         pretrained: load the shipped ImageNet weights (False: random initialisation).
@@ -105,4 +107,9 @@ def efficientnet_lite0(pretrained: bool = True) -> nn.Module:
                 f"{_LITE_PACKAGES} at matching versions"
             ) from exc
     model.cam_layer = "_act_head"
+    if pretrained:  # ImageNet's class names by output index, for camcheck_classes = auto
+        import torchvision
+
+        meta = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta
+        model.categories = list(meta["categories"])
     return model.eval()

@@ -19,7 +19,9 @@ import torchvision  # noqa: F401
 
 # pytester's in-process runs drop the modules a run imported; torch/torchvision cannot be
 # imported twice in one process, so import everything heavy once, before any inner run.
+import pytest_camcheck.assertions
 import pytest_camcheck.data.dataset
+import pytest_camcheck.regression
 import pytest_camcheck.session  # noqa: F401
 
 TOY_MODEL = """

@@ -97,11 +97,20 @@ def temp_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob(".*.tmp") if p.is_file())
 
 
+# MIME type of a data URI -> the first bytes of such a file
+_MAGIC = {
+    "image/png": (0, b"\x89PNG\r\n\x1a\n"),
+    "image/webp": (8, b"WEBP"),
+    "image/jpeg": (0, b"\xff\xd8\xff"),
+}
+
+
 def _decode(src: str) -> np.ndarray:
-    prefix = "data:image/png;base64,"
-    assert src.startswith(prefix), src[:40]
-    raw = base64.b64decode(src[len(prefix) :], validate=True)
-    assert raw[:8] == b"\x89PNG\r\n\x1a\n"
+    head, sep, b64 = src.partition(";base64,")
+    assert sep and head.removeprefix("data:") in _MAGIC, src[:40]
+    offset, magic = _MAGIC[head.removeprefix("data:")]
+    raw = base64.b64decode(b64, validate=True)
+    assert raw[offset : offset + len(magic)] == magic, f"not a {head}"
     img = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED)
     assert img is not None and img.size > 0
     return img
@@ -116,12 +125,14 @@ def _check(parsed: Parsed) -> None:
         + [f"test_cam.py::test_energy_xfail[red/red_0{i}]" for i in range(3)]
     )
     assert all(len(c["images"]) >= 2 for c in parsed.cards)  # original + overlay at least
-    for card in parsed.cards:  # thumbnails: no larger than 256 px on the long side
+    for card in parsed.cards:  # WebP thumbnails: no larger than 256 px on the long side
+        assert all(src.startswith("data:image/webp;base64,") for src in card["images"])
         assert all(max(_decode(src).shape[:2]) <= 256 for src in card["images"])
     assert len(parsed.images) > sum(len(c["images"]) for c in parsed.cards)  # + summary plots
     for src in parsed.images:
         _decode(src)
-    assert "<script" not in parsed.html.lower()
+    assert parsed.html.lower().count("<script") == 1  # the card filter's own
+    assert 'class="full"' not in parsed.html, "full-resolution overlays only when asked"
     data = parsed.data
     assert data["schema_version"] == 2
     summary = data["summary"]
@@ -186,6 +197,29 @@ def test_report_all_adds_passing_cases_and_caps(run_and_parse) -> None:
     assert "8 more cases not shown" in parsed.html  # 12 cases, 4 cards: the line says so
 
 
+def test_full_images_put_each_overlay_at_full_resolution_one_click_away(run_and_parse) -> None:
+    parsed = run_and_parse("--camcheck-report-full-images")
+    assert len(parsed.cards) == 6
+    assert parsed.html.count('<details class="full">') == 6
+    for card in parsed.cards:
+        # original, overlay (one layer: no strip), then the overlay at full resolution; these
+        # images are 32 px, so "full" is enlarged as on the card and shows the same overlay
+        assert len(card["images"]) == 3
+        original, overlay, full = (_decode(src).astype(int) for src in card["images"])
+        assert full.shape == overlay.shape
+        assert np.abs(full - overlay).mean() < 8 < np.abs(full - original).mean()
+    # the JSON sidecar is as without the option (pictures never go there); its summary lists
+    # the setting, as it lists every resolved setting
+    plain = run_and_parse()
+    assert parsed.data["summary"]["settings"]["report_full_images"] is True
+    assert plain.data["summary"]["settings"]["report_full_images"] is False
+    for data in (parsed.data, plain.data):
+        data.pop("generated")
+        data["summary"]["settings"].pop("report_full_images")
+        data["summary"]["settings"].pop("report")  # each run writes to its own folder
+    assert parsed.data == plain.data
+
+
 def test_user_strings_are_escaped(camcheck_project) -> None:
     project = camcheck_project(
         tests="""
@@ -211,7 +245,7 @@ def test_user_strings_are_escaped(camcheck_project) -> None:
     result = project.run(f"--camcheck-report={out}", subprocess=True)
     assert result.ret == 1
     html = out.read_text(encoding="utf-8")
-    assert "<script>" not in html
+    assert "<script>alert" not in html and html.count("<script") == 1  # the filter's own
     assert "&lt;script&gt;alert(1)&lt;_script&gt;" in html
     assert temp_files(project.root) == []
 
@@ -257,7 +291,8 @@ def test_overlay_attached_to_pytest_html(camcheck_project) -> None:
     result = project.run(f"--html={out}", "--self-contained-html", subprocess=True)
     result.assert_outcomes(passed=3, failed=3)
     html = out.read_text(encoding="utf-8")
-    # one overlay per failing case, embedded by pytest-html
+    # one overlay per failing case, embedded by pytest-html with its own MIME type
     for i in range(3):
         assert f"CAM overlay red/red_0{i}" in html
+    assert html.count("data:image/webp;base64,") == 3
     assert "CAM overlay green/green_00" not in html

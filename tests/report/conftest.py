@@ -46,13 +46,16 @@ def blob(height: int, width: int, row: float, col: float, sigma: float = 6.0) ->
     return np.exp(-((yy - row) ** 2 + (xx - col) ** 2) / (2 * sigma**2)).astype(np.float32)
 
 
-def case_images(seed: int = 0, layers: tuple[str, ...] = ("layer4", "layer3")) -> dict[str, Any]:
-    """The ``images`` dict of a 48x64 case: a box at the left, the CAM peak at the right."""
+def case_images(
+    seed: int = 0, layers: tuple[str, ...] = ("layer4", "layer3"), **render: Any
+) -> dict[str, Any]:
+    """The ``images`` dict of a 48x64 case: a box at the left, the CAM peak at the right
+    (``render``: more arguments of :func:`render_case_images`, e.g. ``full_image=True``)."""
     rng = np.random.default_rng(seed)
     rgb = rng.integers(0, 255, size=(48, 64, 3), dtype=np.uint8)
     maps = {name: blob(48, 64, 12 + 4 * i, 48 - 6 * i) for i, name in enumerate(layers)}
     regions = {"head": Region.from_box("head", (4, 20, 24, 44))}
-    return render_case_images(rgb, maps, layers[0], regions, (12, 48))
+    return render_case_images(rgb, maps, layers[0], regions, (12, 48), **render)
 
 
 HEAD_BBOX = {"x0": 4.0, "y0": 20.0, "x1": 24.0, "y1": 44.0}  # the box of case_images()
@@ -243,6 +246,41 @@ def decode_b64_png(b64: str) -> np.ndarray:
     return decode_png(DATA_PREFIX + b64)
 
 
+def _is_webp(raw: bytes) -> bool:
+    return raw[:4] == b"RIFF" and raw[8:12] == b"WEBP"
+
+
+# MIME type of a data URI -> the check its bytes must pass
+SIGNATURES = {
+    "image/png": lambda raw: raw.startswith(PNG_SIGNATURE),
+    "image/webp": _is_webp,
+    "image/jpeg": lambda raw: raw.startswith(b"\xff\xd8\xff"),
+}
+
+
+def decode_image(uri: str, mime: str | None = None) -> np.ndarray:
+    """Decode a ``data:image/{png,webp,jpeg};base64,...`` URI to RGB with ``cv2.imdecode``,
+    checking that the bytes are of the type the URI names (and that it is ``mime``, if given)."""
+    head, sep, b64 = uri.partition(";base64,")
+    assert sep and head.startswith("data:"), uri[:40]
+    declared = head[len("data:") :]
+    assert declared in SIGNATURES, f"unexpected MIME type {declared!r}"
+    assert mime is None or declared == mime, (declared, mime)
+    raw = base64.b64decode(b64, validate=True)
+    assert SIGNATURES[declared](raw), f"the bytes are not {declared}"
+    img = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert img is not None and img.size > 0, f"cv2 could not decode the {declared}"
+    return img[:, :, ::-1] if img.ndim == 3 else img
+
+
+def decode_b64_image(b64: str) -> np.ndarray:
+    """Decode a bare base64 PNG, WebP or JPEG (as in a record's ``images``) to RGB."""
+    raw = base64.b64decode(b64, validate=True)
+    mime = next((m for m, ok in SIGNATURES.items() if ok(raw)), None)
+    assert mime is not None, "neither PNG, WebP nor JPEG"
+    return decode_image(f"data:{mime};base64,{b64}")
+
+
 @dataclass
 class Element:
     """One parsed element: tag, attributes, and the text inside it (with descendants)."""
@@ -364,6 +402,8 @@ def rh() -> SimpleNamespace:
         gate_evidence=gate_evidence,
         decode_png=decode_png,
         decode_b64_png=decode_b64_png,
+        decode_image=decode_image,
+        decode_b64_image=decode_b64_image,
         parse_html=parse_html,
         read_report=read_report,
     )

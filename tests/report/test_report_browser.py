@@ -1,44 +1,100 @@
-"""The report renders in a real browser (headless Chromium) with every picture loaded.
+"""The report in a real browser (headless Chromium): every picture decodes, the filter works.
 
-The page has no script of its own; the test loads a copy with a small probe appended that, once
-the page has loaded, writes how many ``<img>`` elements there are and which failed to decode
-(``complete`` false or ``naturalWidth`` 0) into the DOM, which Chromium then dumps. A control
-run with one corrupted picture proves the probe sees broken images.
+Each test loads a copy of the page with a small probe appended (after the page's own script).
+Once the page has loaded, the probe does what a reader would and writes what it saw into the DOM,
+which Chromium then dumps (``--dump-dom``; ``--virtual-time-budget`` lets the page's timers and
+image decodes finish first):
+
+* the picture probe makes every lazily loaded ``<img>`` eager as the page is parsed (so that
+  they all load before the load event), then draws each one onto a canvas, which decodes it,
+  and lists those that did not load or drew nothing (a control run with one corrupted picture
+  proves it sees them);
+* the filter probe reads which cards are shown after the page applied the filter preset in its
+  URL's query, then chooses other values in the controls (a ``change`` event, as a click
+  would), then presses "show all".
 """
 
 from __future__ import annotations
 
+import html
+import json
 import re
 import subprocess
 from pathlib import Path
 
 from pytest_camcheck.report.html import write_report
+from pytest_camcheck.report.records import Evidence
 
-PROBE = """
+PICTURE_PROBE = """
 <script>
+// runs as the page is parsed: every lazily loaded picture loads now, and delays the load event
+document.querySelectorAll("img").forEach(function (img) { img.loading = "eager"; });
 window.addEventListener("load", function () {
-  var imgs = document.images, broken = [], wide = 0;
+  var imgs = document.images, broken = [], shown = 0, canvas = document.createElement("canvas");
+  var ctx = canvas.getContext("2d", {willReadFrequently: true});
+  canvas.width = canvas.height = 16;
   for (var i = 0; i < imgs.length; i++) {
-    if (!imgs[i].complete || imgs[i].naturalWidth === 0) { broken.push(i); }
-    else if (imgs[i].getBoundingClientRect().width > 0) { wide++; }
+    var ok = imgs[i].complete && imgs[i].naturalWidth > 0;
+    if (ok) {  // drawing decodes the picture now: a picture that cannot be decoded draws nothing
+      ctx.clearRect(0, 0, 16, 16);
+      ctx.drawImage(imgs[i], 0, 0, 16, 16);
+      var px = ctx.getImageData(0, 0, 16, 16).data, opaque = 0;
+      for (var k = 3; k < px.length; k += 4) { if (px[k] > 0) { opaque++; } }
+      ok = opaque === 256;
+    }
+    if (!ok) { broken.push(i); }
+    else if (imgs[i].getBoundingClientRect().width > 0) { shown++; }
   }
   var out = document.createElement("pre");
   out.id = "camcheck-probe";
-  out.textContent = "images=" + imgs.length + " shown=" + wide + " broken=" + broken.join(",") +
+  out.textContent = "images=" + imgs.length + " shown=" + shown + " broken=" + broken.join(",") +
     " cards=" + document.querySelectorAll("article.card").length + " end";
   document.body.appendChild(out);
 });
 </script>
 """
-PROBE_LINE = re.compile(r"images=(\d+) shown=(\d+) broken=([\d,]*) cards=(\d+) end")
+PICTURE_LINE = re.compile(r"images=(\d+) shown=(\d+) broken=([\d,]*) cards=(\d+) end")
+
+FILTER_PROBE = """
+<script>
+window.addEventListener("load", function () {
+  var form = document.getElementById("filters"), steps = [];
+  function look(label) {
+    var shown = [];
+    document.querySelectorAll("article.card").forEach(function (card) {
+      if (!card.hidden && card.getBoundingClientRect().height > 0) { shown.push(card.id); }
+    });
+    steps.push({step: label, shown: shown, form_hidden: form.hidden,
+                counter: document.getElementById("filter-count").textContent});
+  }
+  function choose(key, value) {
+    var select = form.querySelector('select[data-filter="' + key + '"]');
+    select.value = value;
+    select.dispatchEvent(new Event("change"));
+  }
+  look("preset");
+  choose("class", ""); choose("outcome", "xfailed"); look("outcome=xfailed");
+  choose("outcome", ""); choose("check", "peak_in_box"); look("check=peak_in_box");
+  form.reset();
+  window.setTimeout(function () {
+    look("reset");
+    var out = document.createElement("pre");
+    out.id = "camcheck-probe";
+    out.textContent = "FILTER" + JSON.stringify(steps) + "END";
+    document.body.appendChild(out);
+  }, 50);
+});
+</script>
+"""
+FILTER_LINE = re.compile(r'<pre id="camcheck-probe">FILTER(.*?)END</pre>')
 
 
-def load_in_chromium(chromium: str, page: Path, profile: Path) -> tuple[int, int, list[int], int]:
-    """Open ``page`` headless, return (images, displayed images, broken indices, cards)."""
+def run_chromium(chromium: str, page: Path, probe: str, profile: Path, query: str = "") -> str:
+    """Open a probed copy of ``page`` (with ``query``) headless; return the dumped DOM."""
     probed = page.with_name(page.stem + "-probed.html")
-    html = page.read_text(encoding="utf-8")
-    assert html.count("</body>") == 1
-    probed.write_text(html.replace("</body>", PROBE + "</body>"), encoding="utf-8")
+    text = page.read_text(encoding="utf-8")
+    assert text.count("</body>") == 1
+    probed.write_text(text.replace("</body>", probe + "</body>"), encoding="utf-8")
     cmd = [
         chromium,
         "--headless",
@@ -55,25 +111,33 @@ def load_in_chromium(chromium: str, page: Path, profile: Path) -> tuple[int, int
         "--virtual-time-budget=5000",
         "--window-size=1200,900",
         "--dump-dom",
-        probed.as_uri(),
+        probed.as_uri() + query,
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
-    match = PROBE_LINE.search(proc.stdout)
-    assert match, f"no probe output from chromium (rc {proc.returncode}):\n{proc.stderr[-2000:]}"
+    assert '<pre id="camcheck-probe">' in proc.stdout, (
+        f"no probe output from chromium (rc {proc.returncode}):\n{proc.stderr[-2000:]}"
+    )
+    return proc.stdout
+
+
+def load_pictures(chromium: str, page: Path, profile: Path) -> tuple[int, int, list[int], int]:
+    """(images, displayed images, indices of images that failed to decode, cards)."""
+    match = PICTURE_LINE.search(run_chromium(chromium, page, PICTURE_PROBE, profile))
+    assert match
     broken = [int(i) for i in match.group(3).split(",") if i]
     return int(match.group(1)), int(match.group(2)), broken, int(match.group(4))
 
 
-def test_the_report_renders_with_every_image_loaded(chromium, rh, tmp_path) -> None:
+def test_the_report_renders_with_every_image_decoded(chromium, rh, tmp_path) -> None:
     records = [
         rh.make_case("t.py::test_cam[a]", severity=2.0),
         rh.make_case("t.py::test_cam[b]", outcome="xfailed", class_name=rh.XSS),
         rh.make_gate(),
     ]
     page = write_report(tmp_path / "report.html", rh.SUMMARY, records)
-    images, shown, broken, cards = load_in_chromium(chromium, page, tmp_path / "profile")
+    images, shown, broken, cards = load_pictures(chromium, page, tmp_path / "profile")
     # overview (energy histogram + class bars) + gate (histogram + class bars)
-    # + 2 cards x (original + overlay + 2 strip tiles)
+    # + 2 cards x (original + overlay + 2 strip tiles), the cards' pictures WebP
     assert images == 12 == len(rh.read_report(page).images)
     assert broken == []
     assert shown == images, "every image takes up space on the page"
@@ -82,11 +146,65 @@ def test_the_report_renders_with_every_image_loaded(chromium, rh, tmp_path) -> N
 
 def test_the_browser_check_catches_a_broken_image(chromium, rh, tmp_path) -> None:
     images = rh.case_images()
-    # the PNG signature followed by garbage instead of the IHDR chunk: valid base64, no image
-    images["overlay"] = "iVBORw0KGgo" + "A" * 40 + images["overlay"][51:400]
+    # a WebP header followed by garbage instead of the VP8 frame: valid base64, no image
+    images["overlay"] = images["overlay"][:40] + "A" * 400
     page = write_report(tmp_path / "report.html", {}, [rh.make_case(images=images)])
-    count, _, broken, _ = load_in_chromium(chromium, page, tmp_path / "profile")
+    count, _, broken, _ = load_pictures(chromium, page, tmp_path / "profile")
     alts = [img.attrs["alt"] for img in rh.read_report(page).images]
     assert count == len(alts) == 6
     overlay_index = [i for i, alt in enumerate(alts) if alt.endswith("overlay on layer4")]
     assert broken == overlay_index and len(broken) == 1, "only the overlay fails to decode"
+
+
+def filter_steps(chromium: str, page: Path, profile: Path, query: str) -> dict[str, dict]:
+    match = FILTER_LINE.search(run_chromium(chromium, page, FILTER_PROBE, profile, query))
+    assert match
+    return {step.pop("step"): step for step in json.loads(html.unescape(match.group(1)))}
+
+
+def test_the_filter_hides_and_shows_cards(chromium, rh, tmp_path) -> None:
+    peak_miss = Evidence(
+        check="peak_in_box",
+        passed=False,
+        metric="distance_px",
+        value=3.0,
+        threshold_name="tolerance",
+        threshold=0.0,
+        layer="layer3",
+        message="the CAM peak lies 3 px outside region 'head'",
+    )
+    records = [
+        rh.make_case("t.py::test[a]", severity=1.4, class_name="cat", images={}),
+        rh.make_case("t.py::test[b]", severity=1.3, class_name="dog", images={}),
+        rh.make_case(
+            "t.py::test[p]", class_name="dog", layer="layer3", evidence=(peak_miss,), images={}
+        ),
+        rh.make_case("t.py::test[x]", outcome="xfailed", class_name="cat", images={}),
+    ]
+    page = write_report(tmp_path / "report.html", rh.SUMMARY, records)
+    assert rh.read_report(page).card_nodeids() == [
+        "t.py::test[a]",
+        "t.py::test[b]",
+        "t.py::test[p]",
+        "t.py::test[x]",
+    ]
+    everything = ["case-0", "case-1", "case-2", "case-3"]
+
+    steps = filter_steps(chromium, page, tmp_path / "profile", "?class=dog")
+    # the script revealed the controls and applied the preset from the query: dogs only
+    assert steps["preset"] == {
+        "shown": ["case-1", "case-2"],
+        "form_hidden": False,
+        "counter": "2 of 4 cards shown",
+    }
+    # other choices hide the rest and show again what they match
+    assert steps["outcome=xfailed"]["shown"] == ["case-3"]
+    assert steps["check=peak_in_box"]["shown"] == ["case-2"]
+    # "show all" brings every card back
+    assert steps["reset"]["shown"] == everything
+    assert steps["reset"]["counter"] == "4 of 4 cards shown"
+
+    # without a preset every card shows; a value no card has leaves its control at "all"
+    assert filter_steps(chromium, page, tmp_path / "p2", "")["preset"]["shown"] == everything
+    two = filter_steps(chromium, page, tmp_path / "p3", "?layer=layer3&class=unknown")
+    assert two["preset"]["shown"] == ["case-2"]

@@ -103,12 +103,15 @@ def test_one_card_per_failing_case_with_its_pictures_and_numbers(rh, tmp_path) -
     ]
     assert {"layer: layer4", "method: gradcam", "target: 3"} <= set(lines)
     assert not any(line.startswith(("sample:", "message:")) for line in lines)
-    # original + overlay + 2 strip tiles, every one a decodable PNG
+    # original + overlay + 2 strip tiles, every one a decodable WebP of the size it declares
     images = card.find_all("img")
     assert len(images) == 4
-    shapes = [rh.decode_png(img.attrs["src"]).shape for img in images]
+    shapes = [rh.decode_image(img.attrs["src"], "image/webp").shape for img in images]
     assert shapes[0] == shapes[1] == (144, 192, 3)  # the 48 x 64 image, enlarged 3 x
     assert all(max(s[:2]) <= 256 for s in shapes)
+    for img, shape in zip(images, shapes):
+        assert (int(img.attrs["height"]), int(img.attrs["width"])) == shape[:2]
+        assert (img.attrs["loading"], img.attrs["decoding"]) == ("lazy", "async")
     captions = [c.all_text() for c in card.find_all("figcaption")]
     assert captions == ["image", "gradcam on layer4", "layer4", "layer3"]
 
@@ -391,7 +394,7 @@ def test_a_degenerate_measurement_shows_why(rh, tmp_path) -> None:
 def test_a_malformed_picture_shows_as_missing_not_as_a_broken_image(rh, tmp_path) -> None:
     images = rh.case_images()
     images["overlay"] = "not base64 at all"
-    images["strip"][0]["png"] = images["original"][:40] + '"><b>x</b>'
+    images["strip"][0]["image"] = images["original"][:40] + '"><b>x</b>'
     report = write_and_read(rh, tmp_path, [rh.make_case(images=images)])
     card = report.cards[0]
     assert len(card.find_all("img")) == 2  # the original and the second strip tile
@@ -403,10 +406,12 @@ def test_the_page_is_self_contained(rh, tmp_path) -> None:
     report = write_and_read(rh, tmp_path, [rh.make_case(), rh.make_gate()])
     parser = rh.parse_html(report.html)
     tags = {el.tag for el in parser.find_all()}
-    assert "script" not in tags and "link" not in tags and "iframe" not in tags
+    assert "link" not in tags and "iframe" not in tags
     assert "style" in tags
+    (script,) = parser.find_all("script")  # the card filter, inline
+    assert script.attrs == {} and "fetch" not in script.all_text()
     for img in report.images:
-        assert img.attrs["src"].startswith("data:image/png;base64,")
+        assert img.attrs["src"].startswith(("data:image/png;base64,", "data:image/webp;base64,"))
         assert img.attrs.get("alt")
     for el in parser.find_all():
         for name, value in el.attrs.items():
@@ -450,9 +455,10 @@ def test_user_text_is_escaped_everywhere(rh, tmp_path) -> None:
     summary[xss] = xss
     report = write_and_read(rh, tmp_path, [case, gate], summary=summary)
 
-    assert "<script" not in report.html.lower()
+    assert "<script>alert" not in report.html.lower()
+    assert report.html.lower().count("<script") == 1  # the page's own filter script
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in report.html
-    assert not report.dom.find_all("script")
+    assert all(xss not in s.all_text() for s in report.dom.find_all("script"))
     card = report.cards[0]
     # shows as text: in the card title, label, prediction, path, message, test id, evidence...
     assert card.find_all("h3", "case-id")[0].all_text() == xss
@@ -470,8 +476,12 @@ def test_user_text_is_escaped_everywhere(rh, tmp_path) -> None:
         f"{xss} on {xss}",  # caption: method on layer
     ):
         assert expected in card_text, expected
-    # attributes too: alt texts carry the case id, escaped
+    # attributes too: alt texts carry the case id, the filter's data-* the class and layer
     assert all(xss in img.attrs["alt"] for img in card.find_all("img"))
+    assert card.attrs["data-class"] == card.attrs["data-layer"] == xss
+    assert 'data-class="&lt;script&gt;alert(1)&lt;/script&gt;"' in report.html
+    options = [o.attrs["value"] for o in report.dom.find_all("option")]
+    assert xss in options and f"<option value={xss}" not in report.html
     gate_text = report.dom.find_all("section", "gate")[0].all_text()
     assert gate_text.count(xss) >= 4  # name, test id, failing samples, message, class row
     assert report.dom.find_all("title")[0].all_text().startswith("camcheck report")

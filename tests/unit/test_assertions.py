@@ -150,7 +150,11 @@ def test_peak_in_box_tied_maximum_fails_and_says_why() -> None:
     (item,) = scope.items
     assert item.peak.ties == 5 and item.details["ties_inside"] == 4
     assert item.passed is False and item.value is None  # no distance for a tied peak
-    assert info.value.evidence["details"] == {"ties_inside": 4}
+    details = info.value.evidence["details"]
+    assert details["ties_inside"] == 4
+    # outside a camcheck test the map's layer is unknown: only the chance of a random hit
+    assert details["random_peak_hit"] == pytest.approx(item.region.area_fraction)
+    assert "map_cell_px" not in details
 
 
 # --------------------------------------------------------------------------------------------

@@ -43,6 +43,13 @@ def heavy_after(code: str) -> list[str]:
         "pytest_camcheck.cam",
         "pytest_camcheck.cam.names",
         "pytest_camcheck.data.readers",
+        "pytest_camcheck.baseline",
+        "pytest_camcheck.compare",
+        "pytest_camcheck.classes",
+        "pytest_camcheck.inputs",
+        "pytest_camcheck.sources",
+        "pytest_camcheck.layers_cli",
+        "pytest_camcheck.demo.tour",
     ],
 )
 def test_import_does_not_pull_heavy_libraries(module: str) -> None:

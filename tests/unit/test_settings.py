@@ -61,7 +61,11 @@ def test_marker_wins_and_is_validated() -> None:
         ("camcheck_batch_size", "many", "expected an integer >= 1, got 'many'"),
         ("camcheck_min_energy", "1.5", "expected a number in [0, 1], got 1.5"),
         ("camcheck_peak_tolerance", "-1", "expected a number >= 0, got -1"),
-        ("camcheck_target", "truth", "expected one of label, predicted, got 'truth'"),
+        (
+            "camcheck_target",
+            "-3",
+            "expected one of label, predicted, a class index >= 0 (e.g. 285) or a class name",
+        ),
         ("camcheck_model_kwargs", "{num_classes: 2}", "expected a JSON object"),
         ("camcheck_amp", "maybe", "expected a boolean (true/false), got 'maybe'"),
     ],

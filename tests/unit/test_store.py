@@ -177,3 +177,10 @@ def test_map_config_from_settings_and_same_pass() -> None:
     b = MapConfig.from_settings(Settings(layer=("x",), batch_size=8))
     assert a.same_pass(b) and a != b
     assert not a.same_pass(MapConfig.from_settings(Settings(layer=("x",), batch_size=4)))
+
+
+def test_a_grey_transform_before_an_rgb_model_gets_a_hint() -> None:
+    rgb = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    store = BatchStore(rgb, Spots(4), "cpu")
+    with pytest.raises(CamcheckError, match=r"1-channel \(1, H, W\) images.*num_output_channels=3"):
+        store.entry(MapConfig(("0",), "gradcam", "predicted", False, 4), 0)

@@ -125,7 +125,9 @@ def _builtin_layer(model: nn.Module) -> str | None:
         # the last block's attention, so the layer is the input norm of that block.
         blocks = [n for n, _ in model.encoder.layers.named_children()]  # type: ignore[union-attr]
         return f"encoder.layers.{blocks[-1]}.ln_1"
-    return None
+    from .families import family_layer  # timm and Hugging Face architectures
+
+    return family_layer(model)
 
 
 def auto_layer(model: nn.Module, example: torch.Tensor, forward: Any) -> str:

@@ -49,7 +49,9 @@ def builtin_reshape(model: nn.Module, layer: str) -> Reshape | None:
     """The reshape a known architecture needs at ``layer``, or None."""
     cls = type(model)
     if not cls.__module__.startswith("torchvision"):
-        return None
+        from .families import family_reshape  # timm and Hugging Face architectures
+
+        return family_reshape(model, layer)
     if cls.__name__ == "SwinTransformer" and (
         layer == "features" or layer.startswith("features.") or layer == "norm"
     ):

@@ -4,6 +4,12 @@
 known without loading any image; ``ds[i]`` loads image ``i``, checks its annotations against its
 real size, and returns a :class:`~pytest_camcheck.regions.Sample` whose ``image`` is the
 transformed float ``(C, H, W)`` tensor and whose regions are in that tensor's pixels.
+
+Everything wrong with one sample (an unreadable or oversized image, a size that differs from
+the one its VOC/COCO file declares, a box of zero area or outside the image, an empty mask, a
+region the transform crops away, a channels-last tensor) raises a one-line
+:class:`~pytest_camcheck.errors.DataError` from ``ds[i]`` naming the sample and the file (and
+line, when known), so that the plugin fails that sample's items only.
 """
 
 from __future__ import annotations
@@ -297,6 +303,8 @@ class FolderDataset(AnnotatedDataset):
         self.images = list(images)
         self.annotations = dict(annotations)
         self.labels = list(labels)
+        #: image path -> model output index, for annotation labels that are model indices
+        self.model_labels: dict[str, int] = {}
 
     def region_names(self, index: int) -> list[str]:
         """Names of sample ``index``'s regions, read from the annotations (no image is loaded)."""
@@ -326,6 +334,8 @@ class FolderDataset(AnnotatedDataset):
         meta = self._meta((width, height), tensor, applied=True)
         if ann:
             meta["annotations"] = list(ann.sources)
+        if rel in self.model_labels:
+            meta["model_label"] = self.model_labels[rel]
         return Sample(
             id=sid,
             path=str(path),
@@ -407,6 +417,12 @@ class FactoryDataset(AnnotatedDataset):
             raise DataError(
                 f"dataset {spec!r} returned a {type(source).__name__} without len(); return a "
                 "sequence or a map-style torch Dataset (with __len__ and __getitem__)"
+            ) from None
+        except CamcheckError:
+            raise
+        except Exception as exc:
+            raise DataError(
+                f"dataset {spec!r}: len() of the dataset raised {describe_exception(exc, 3)}"
             ) from None
         if n == 0:
             raise DataError(f"dataset {spec!r} is empty; the factory returned no samples")
@@ -585,8 +601,13 @@ def _labels(
     folder_labels: list[int | None],
     class_names: list[str] | None,
     annotations: Mapping[str, ImageAnnotation],
+    model_indices: dict[str, int] | None = None,
 ) -> tuple[list[int | None], list[str] | None]:
-    """Combine folder labels with annotation labels; derive class names for flat folders."""
+    """Combine folder labels with annotation labels; derive class names for flat folders.
+
+    With ``model_indices`` (a dict to fill), integer annotation labels of a dataset with class
+    names are model output indices: they go into it (image -> index), not into the labels.
+    """
     given = {rel: ann.label for rel, ann in annotations.items() if ann.label is not None}
     if class_names is None:
         names = sorted({v for v in given.values() if isinstance(v, str)})
@@ -613,10 +634,16 @@ def _labels(
             index = class_names.index(value)
         else:
             index = value
+            if model_indices is not None and class_names is not None:
+                model_indices[rel] = index  # an output index of the model (camcheck_classes)
+                labels.append(folder_label)
+                continue
             if class_names is not None and not 0 <= index < len(class_names):
                 raise DataError(
                     f"{where}: label {index} of image {rel!r} is out of range for "
-                    f"{len(class_names)} classes"
+                    f"{len(class_names)} classes; if it is an output index of the model, map "
+                    "the dataset's classes to the model's outputs with camcheck_classes, which "
+                    "makes integer labels model indices"
                 )
         if folder_label is not None and index != folder_label:
             raise DataError(
@@ -633,6 +660,7 @@ def build_dataset(
     transform: str | Any | None = None,
     image_size: int = DEFAULT_IMAGE_SIZE,
     rootdir: PathLike | None = None,
+    model_labels: bool = False,
 ) -> AnnotatedDataset:
     """Build the dataset the plugin runs CAM checks on.
 
@@ -650,6 +678,9 @@ def build_dataset(
         image_size: output size of the default transform.
         rootdir: what relative paths and spec imports are resolved against (the pytest
             rootdir); the current directory when None.
+        model_labels: integer labels in the annotations of a dataset with class names are
+            model output indices (``camcheck_classes`` is set), kept in each sample's
+            ``meta["model_label"]``; the sample's ``label`` stays its class folder's.
 
     Returns:
         the dataset; its ids are ordered by relative image path.
@@ -721,8 +752,11 @@ def build_dataset(
         position = {c: i for i, c in enumerate(class_names)}
         folder_labels = [position[rel.split("/", 1)[0]] for rel in images]
     found = read_annotations(ann_paths, ImageIndex(images, root)) if ann_paths else {}
-    labels, class_names = _labels(images, folder_labels, class_names, found)
-    return FolderDataset(root, images, found, labels, class_names, paired)
+    indices: dict[str, int] | None = {} if model_labels else None
+    labels, class_names = _labels(images, folder_labels, class_names, found, indices)
+    dataset = FolderDataset(root, images, found, labels, class_names, paired)
+    dataset.model_labels = dict(indices or {})
+    return dataset
 
 
 def _is_class_folder(entry: os.DirEntry[str], real_root: str) -> bool:

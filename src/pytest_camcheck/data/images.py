@@ -95,14 +95,18 @@ def list_images(root: Path, exclude: Iterable[Path] = ()) -> list[str]:
                 rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
                 is_link = _is_link(entry)
                 if _is_dir(entry):
-                    if os.path.realpath(entry.path) in skip:
+                    if skip and os.path.realpath(entry.path) in skip:
                         continue
                     if is_link:
                         linked.append((entry.path, rel))
                     else:
                         stack.append((entry.path, rel))
                 elif is_image_file(entry.name):
-                    found.append((rel, os.path.realpath(entry.path), via_link or is_link))
+                    # a plain file's real path is its real folder's plus its name
+                    real = os.path.join(real_dir, entry.name)
+                    if is_link:
+                        real = os.path.realpath(entry.path)
+                    found.append((rel, real, via_link or is_link))
 
     walk(root_path, "", False)
     position = 0

@@ -103,8 +103,9 @@ class PairedTransform:
     Attributes:
         fn: the underlying transform.
         name: how messages and the report name it.
-        kind: ``"default"``, ``"v2"`` (regions go through ``fn``) or ``"plain"`` (regions are
-            scaled by the size ratio).
+        kind: ``"default"``, ``"v2"`` (regions go through ``fn``; also a torchvision v1
+            transform, converted by :func:`v1_to_v2`) or ``"plain"`` (regions are scaled by
+            the size ratio).
         normalization: ``(mean, std)`` when the output is normalised by known statistics (the
             default transform), so that :func:`to_display` can invert it exactly.
     """
@@ -123,6 +124,8 @@ class PairedTransform:
             ConfigError: the transform fails or returns something other than a float
                 ``(C, H, W)`` tensor, or moves the image but not the boxes; the message names
                 the transform and the sample.
+            DataError: the transform returns a channels-last ``(H, W, C)`` tensor; the message
+                names the sample and the expected ``(C, H, W)`` shape.
         """
         if self.kind == "plain":
             out = self._call(image, sample_id)
@@ -463,6 +466,8 @@ def resolve_transform(
     """
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size <= 0:
         raise ConfigError(f"image_size must be a positive integer, got {image_size!r}")
+    if isinstance(spec, PairedTransform):  # built already (e.g. by pytest_camcheck.inputs)
+        return spec
     if spec is None:
         return PairedTransform(
             default_transform(image_size),

@@ -1,5 +1,10 @@
 """``python -m pytest_camcheck.demo``: the main job on the built-in demo.
 
+By default (``make demo``) it runs the three-part tour of :mod:`pytest_camcheck.demo.tour`:
+a real ImageNet model on real photos, the Clever Hans story below, and layer by layer; it
+writes ``<out>/index.html`` linking the three reports. ``--part clever-hans`` runs this story
+alone:
+
 Writes a small synthetic "circles vs squares" test set whose images of one class carry a
 class-correlated watermark, then runs pytest-camcheck on two models trained by
 ``scripts/train_demo_models.py``: a clean one (passes) and one that learnt the watermark (high
@@ -14,37 +19,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-TEST_FILE = '''\
-"""Demo camcheck tests: does the model look at the object, not at the watermark?"""
-
-from pytest_camcheck import assert_energy_in_region, assert_pass_rate, assert_peak_in_box
-
-
-def test_peak_on_object(camcheck_case):
-    """The pointing game, one test item per image."""
-    assert_peak_in_box(camcheck_case.map, camcheck_case.regions["object"], tolerance=4)
-
-
-def test_object_holds_the_energy(camcheck_case):
-    """A large share of the CAM energy lies on the object (objects cover ~25% of the image)."""
-    assert_energy_in_region(camcheck_case.map, camcheck_case.regions["object"], min_fraction=0.4)
-
-
-def test_pointing_game_rate(camcheck):
-    """Dataset-level gate on the lower 95% confidence bound."""
-    assert_pass_rate(camcheck.pointing_game(region="object", tolerance=4), min_rate=0.8)
-'''
-
-INI = """\
-[pytest]
-camcheck_model = pytest_camcheck.demo.models:{model}_model
-camcheck_dataset = data
-camcheck_annotations = data/annotations.csv
-camcheck_transform = pytest_camcheck.demo.models:transform
-camcheck_method = gradcam
-camcheck_batch_size = 32
-camcheck_report = report-{model}.html
-"""
+from .clever_hans import INI, TEST_FILE
 
 
 def _run(out: Path, model: str, extra: list[str]) -> int:
@@ -88,7 +63,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-class", type=int, default=40, help="test images per class")
     parser.add_argument("--model", choices=("clean", "watermark", "both"), default="both")
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
+    parser.add_argument(
+        "--part",
+        choices=("all", "clever-hans"),
+        default="all",
+        help="all: the three-part tour with its index page (default); clever-hans: this story",
+    )
+    parser.add_argument(
+        "--screenshot", default=None, help="also save a PNG of a report (needs chromium)"
+    )
     args = parser.parse_args(argv)
+    if args.part == "all":
+        from .tour import main as tour
+
+        return tour(Path(args.out), Path(args.screenshot) if args.screenshot else None)
 
     from .synthetic import write_dataset
 

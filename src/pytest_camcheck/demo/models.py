@@ -28,11 +28,14 @@ __all__ = [
     "MEAN",
     "STD",
     "TinyCNN",
+    "background_model",
     "clean_model",
     "load_weights",
+    "random_model",
     "tiny_cnn",
     "transform",
     "watermark_model",
+    "wrong_object_model",
 ]
 
 # ImageNet statistics: the library's default transform uses the same ones, so at 96 px it feeds
@@ -121,3 +124,19 @@ def clean_model() -> TinyCNN:
 def watermark_model() -> TinyCNN:
     """The demo classifier that looks at the watermark (accurate, yet fails the CAM checks)."""
     return load_weights("watermark")
+
+
+def background_model() -> TinyCNN:
+    """The demo classifier that learnt the class-tinted background (a shortcut over the whole
+    image, in no box)."""
+    return load_weights("background")
+
+
+def wrong_object_model() -> TinyCNN:
+    """The demo classifier that looks at the class's distractor glyph, not at the object."""
+    return load_weights("wrong_object")
+
+
+def random_model() -> TinyCNN:
+    """The demo network as initialised, never trained (randomised weights)."""
+    return load_weights("random")

@@ -218,7 +218,8 @@ class ReportCollector:
 
 
 def attach_pytest_html(item_or_report: Any, png_b64: str, name: str = "CAM overlay") -> bool:
-    """Show a PNG (base64) in pytest-html's report for this test, when pytest-html is installed.
+    """Show a picture (base64 PNG, WebP or JPEG) in pytest-html's report for this test, when
+    pytest-html is installed.
 
     Pass the call-phase ``TestReport`` from a ``pytest_runtest_makereport`` wrapper: the image is
     appended to ``report.extras``. With a test item, the image goes to the list of pytest-html's
@@ -227,7 +228,7 @@ def attach_pytest_html(item_or_report: Any, png_b64: str, name: str = "CAM overl
 
     Args:
         item_or_report: a ``TestReport`` (preferred) or a test item.
-        png_b64: the PNG's bytes in base64.
+        png_b64: the picture's bytes in base64 (its header gives pytest-html its MIME type).
         name: the extra's title in pytest-html.
 
     Returns:
@@ -238,7 +239,14 @@ def attach_pytest_html(item_or_report: Any, png_b64: str, name: str = "CAM overl
         from pytest_html import extras as html_extras
     except ImportError:
         return False
-    extra = html_extras.png(png_b64, name=name)
+    from .html import image_info
+
+    info = image_info(png_b64)
+    if info is None or info[0] == "image/png":
+        extra = html_extras.png(png_b64, name=name)
+    else:  # the report's pictures are WebP (or JPEG): tell pytest-html the right type
+        mime = info[0]
+        extra = html_extras.image(png_b64, name, mime_type=mime, extension=mime.split("/")[1])
     if hasattr(item_or_report, "when") and hasattr(item_or_report, "outcome"):
         item_or_report.extras = [*(getattr(item_or_report, "extras", None) or []), extra]
         return True

@@ -2,10 +2,14 @@
 
 :func:`write_report` turns the run's summary and the case/gate records (see
 :mod:`pytest_camcheck.report.collector` for their shape) into one self-contained HTML file
-(inline CSS, images as ``data:`` URIs, no JavaScript, no network) and a JSON file next to it.
-The template (``templates/report.html.j2``) only loops and prints: every decision (what is shown,
-in which order, how numbers read) is made here, in small view-model objects. Jinja2 autoescapes
-everything, so user text (class names, file names, messages, test ids) always shows as text.
+(inline CSS, images as ``data:`` URIs decoded as they are drawn, no network) and a JSON file
+next to it. The cards are ranked worst first; a table of contents lists the failing checks with
+links to their cards, and a few lines of inline script filter the cards by class, check, layer
+and outcome (read from ``data-*`` attributes; the page is complete without the script, which
+only reveals the filter controls). The template (``templates/report.html.j2``) only loops and
+prints: every decision (what is shown, in which order, how numbers read) is made here, in small
+view-model objects. Jinja2 autoescapes everything, so user text (class names, file names,
+messages, test ids) always shows as text.
 
 Both files are written atomically: to a temporary file in the same directory, flushed and synced,
 then moved over the target with :func:`os.replace`. An interrupted run never leaves half a report
@@ -14,13 +18,15 @@ over the previous one.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 import os
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
@@ -30,6 +36,7 @@ from markupsafe import Markup
 from ..errors import ConfigError
 from .files import GENERATOR, json_path_for
 from .records import SCHEMA_VERSION, jsonable
+from .regression_view import ComparedView, RegressionView, case_compared, gate_regression
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -37,6 +44,7 @@ __all__ = [
     "GateView",
     "ReportView",
     "build_view",
+    "image_info",
     "render_html",
     "sort_cases",
     "write_report",
@@ -56,8 +64,10 @@ _OUTCOMES: dict[str, tuple[str, str, int]] = {
 _SHOWN_ALWAYS = {"failed", "error", "xfailed"}
 _SHOWN_WITH_PASSED = {"passed", "xpassed"}
 _COUNT_KEYS = ("passed", "failed", "error", "xfailed", "xpassed", "skipped")
-_PNG_B64_MAGIC = "iVBORw0KGgo"  # base64 of the PNG signature b"\x89PNG\r\n\x1a\n"
 _HTML_SPECIAL = ("&", "<", ">", '"', "'")
+# base64 characters decoded to find an image's format and size: a PNG's or WebP's header lies in
+# its first 30 bytes, a JPEG's size after its quantisation tables (a few hundred bytes)
+_HEAD_CHARS = 2048
 _SUMMARY_ROWS = (
     ("model", "Model"),
     ("model_kwargs", "Model kwargs"),
@@ -111,18 +121,84 @@ def fmt_pct(value: Any) -> str:
     return DASH if v is None else f"{100.0 * v:.1f}%"
 
 
-def _data_uri(b64: Any) -> Markup | None:
-    """``data:image/png;base64,...`` for a base64-encoded PNG, else None (shown as missing).
+def _jpeg_size(head: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` from a JPEG's first frame header (SOFn), if it lies within ``head``."""
+    pos = 2
+    while pos + 9 <= len(head):
+        if head[pos] != 0xFF:
+            return None
+        marker = head[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            height = int.from_bytes(head[pos + 5 : pos + 7], "big")
+            width = int.from_bytes(head[pos + 7 : pos + 9], "big")
+            return width, height
+        pos += 2 + int.from_bytes(head[pos + 2 : pos + 4], "big")
+    return None
 
-    The string must start with the base64 form of the PNG signature and contain none of the
-    characters HTML escaping would change, so marking it safe changes nothing escaping would
-    have done; it only spares escaping megabytes of base64 one more time.
+
+def image_info(b64: Any) -> tuple[str, int | None, int | None] | None:
+    """The MIME type, width and height of a base64-encoded PNG, WebP or JPEG, from its header.
+
+    Returns None for anything else (not a string, not base64, another format). The size is None
+    when the header does not say it where expected (the image may still display).
     """
-    if not isinstance(b64, str) or not b64.startswith(_PNG_B64_MAGIC) or not b64.isascii():
+    if not isinstance(b64, str):
         return None
-    if any(c in b64 for c in _HTML_SPECIAL):
+    try:
+        head = base64.b64decode(b64[:_HEAD_CHARS], validate=True)
+    except (binascii.Error, ValueError):
         return None
-    return Markup("data:image/png;base64," + b64)
+    size: tuple[int, int] | None = None
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        mime = "image/png"
+        if head[12:16] == b"IHDR" and len(head) >= 24:
+            size = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    elif head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        mime = "image/webp"
+        chunk = head[12:16]
+        if chunk == b"VP8 " and head[23:26] == b"\x9d\x01\x2a" and len(head) >= 30:
+            size = (
+                int.from_bytes(head[26:28], "little") & 0x3FFF,
+                int.from_bytes(head[28:30], "little") & 0x3FFF,
+            )
+        elif chunk == b"VP8L" and head[20:21] == b"\x2f" and len(head) >= 25:
+            bits = int.from_bytes(head[21:25], "little")
+            size = (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+        elif chunk == b"VP8X" and len(head) >= 30:
+            size = (
+                int.from_bytes(head[24:27], "little") + 1,
+                int.from_bytes(head[27:30], "little") + 1,
+            )
+    elif head.startswith(b"\xff\xd8\xff"):
+        mime = "image/jpeg"
+        size = _jpeg_size(head)
+    else:
+        return None
+    return (mime, None, None) if size is None else (mime, size[0], size[1])
+
+
+def _data_uri(b64: Any) -> Markup | None:
+    """``data:image/...;base64,...`` for a base64-encoded PNG, WebP or JPEG, else None (shown
+    as missing).
+
+    The string must start with one of those formats' headers (which sets the MIME type) and
+    contain none of the characters HTML escaping would change, so marking it safe changes
+    nothing escaping would have done; it only spares escaping megabytes of base64 one more time.
+    """
+    info = image_info(b64)
+    if info is None or not b64.isascii() or any(c in b64 for c in _HTML_SPECIAL):
+        return None
+    return Markup(f"data:{info[0]};base64,{b64}")
+
+
+def _image(b64: Any, caption: str, alt: str) -> Image:
+    """One picture of a case, with its size when its header tells it."""
+    info = image_info(b64)
+    width, height = (info[1], info[2]) if info is not None else (None, None)
+    return Image(_data_uri(b64), caption, alt, width, height)
 
 
 def _severity(record: Mapping[str, Any]) -> float:
@@ -152,11 +228,14 @@ def sort_cases(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
 
 @dataclass(frozen=True)
 class Image:
-    """One picture: its data URI (None when missing or malformed) and its caption."""
+    """One picture: its data URI (None when missing or malformed), caption and, when known,
+    its size in pixels (so the page lays out before lazily loaded pictures arrive)."""
 
     uri: Markup | None
     caption: str
     alt: str
+    width: int | None = None
+    height: int | None = None
 
 
 @dataclass(frozen=True)
@@ -171,7 +250,13 @@ class EvidenceView:
 
 @dataclass(frozen=True)
 class CaseView:
-    """Everything one case card shows, already formatted."""
+    """Everything one case card shows, already formatted.
+
+    ``rank`` is the card's place, worst first (1 is the worst); ``outcome`` and the
+    ``filter_*`` fields are the values of the card's ``data-*`` attributes that the page's filter
+    matches (``filter_checks``: the checks that failed on this case, space-separated); ``full``
+    is the overlay at the image's own resolution, when the run rendered it.
+    """
 
     anchor: str
     title: str
@@ -186,6 +271,13 @@ class CaseView:
     strip: list[Image]
     evidence: list[EvidenceView]
     no_images: str | None
+    compared: list[ComparedView] = field(default_factory=list)
+    rank: int = 0
+    outcome: str = ""
+    filter_class: str = ""
+    filter_checks: str = ""
+    filter_layer: str = ""
+    full: Image | None = None
 
 
 @dataclass(frozen=True)
@@ -214,6 +306,8 @@ class GateView:
     classes: list[ClassRow]
     plots: list[Image]
     failures: str | None
+    regression: RegressionView | None = None
+    anchor: str = ""
 
 
 @dataclass(frozen=True)
@@ -222,6 +316,34 @@ class OverviewView:
 
     plots: list[Image]
     classes: list[ClassRow]
+
+
+@dataclass(frozen=True)
+class TocLink:
+    """One link of the table of contents: to a card (``#3 cat_001``) or to a gate."""
+
+    anchor: str
+    label: str
+    note: str
+
+
+@dataclass(frozen=True)
+class TocEntry:
+    """A failing check (at a layer) and the cards where it failed, worst first."""
+
+    label: str
+    count: str
+    links: list[TocLink]
+
+
+@dataclass(frozen=True)
+class FilterView:
+    """One filter control: the ``data-*`` attribute it matches and its choices
+    (``(value, label)``, the label with the number of cards)."""
+
+    key: str
+    label: str
+    options: list[tuple[str, str]]
 
 
 @dataclass(frozen=True)
@@ -238,6 +360,8 @@ class ReportView:
     left_out: str | None
     empty: str | None
     warnings: list[str] = field(default_factory=list)
+    toc: list[TocEntry] = field(default_factory=list)
+    filters: list[FilterView] = field(default_factory=list)
 
 
 def _summary_rows(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -324,6 +448,31 @@ def _evidence_view(item: Any) -> EvidenceView:
     return EvidenceView(str(item.get("check", "evidence")), verdict, css, numbers)
 
 
+def _evidence_items(record: Mapping[str, Any]) -> list[Any]:
+    evidence = record.get("evidence") or []
+    return [evidence] if isinstance(evidence, Mapping) else list(evidence)
+
+
+def _failing_checks(record: Mapping[str, Any]) -> list[tuple[str, str | None]]:
+    """``(check, layer)`` of every evidence item that failed, in order, without repeats; check
+    names have no whitespace (they are matched as space-separated words on the page)."""
+    found: dict[tuple[str, str | None], None] = {}
+    for item in _evidence_items(record):
+        if isinstance(item, Mapping) and item.get("passed") is False:
+            check = "_".join(str(item.get("check") or "evidence").split()) or "evidence"
+            layer = item.get("layer")
+            found[(check, None if layer in (None, "") else str(layer))] = None
+    return list(found)
+
+
+def _class_key(record: Mapping[str, Any]) -> str:
+    """The class a card is filtered by: its class name, else its label, else a dash."""
+    name = record.get("class_name")
+    if name is None:
+        name = record.get("label")
+    return DASH if name is None else str(name)
+
+
 def _case_view(record: Mapping[str, Any], index: int) -> CaseView:
     outcome = _outcome(record)
     badge, css, _ = _OUTCOMES.get(outcome, (outcome.upper(), "other", 5))
@@ -334,20 +483,26 @@ def _case_view(record: Mapping[str, Any], index: int) -> CaseView:
         images = {}
     layer = str(record.get("layer") or DASH)
     method = str(record.get("method") or DASH)
-    original = overlay = None
+    original = overlay = full = None
     if "original" in images:
-        original = Image(_data_uri(images.get("original")), "image", f"{title}: image")
+        original = _image(images.get("original"), "image", f"{title}: image")
     if "overlay" in images:
-        overlay = Image(
-            _data_uri(images.get("overlay")),
+        overlay = _image(
+            images.get("overlay"),
             f"{method} on {layer}",
             f"{title}: {method} overlay on {layer}",
+        )
+    if "full" in images:
+        full = _image(
+            images.get("full"),
+            f"{method} on {layer}, full resolution",
+            f"{title}: {method} overlay on {layer} at full resolution",
         )
     strip = []
     for tile in images.get("strip") or []:
         if isinstance(tile, Mapping):
             name = str(tile.get("layer", "?"))
-            strip.append(Image(_data_uri(tile.get("png")), name, f"{title}: {method} on {name}"))
+            strip.append(_image(tile.get("image"), name, f"{title}: {method} on {name}"))
     probability = _finite(record.get("probability"))
     prediction = _class_text(record.get("prediction"), record.get("prediction_name"))
     if probability is not None:
@@ -369,9 +524,7 @@ def _case_view(record: Mapping[str, Any], index: int) -> CaseView:
             ("Test settings", ", ".join(f"{k} = {fmt_value(v)}" for k, v in settings.items()))
         )
     facts.append(("Image file", str(record.get("path") or DASH)))
-    evidence = record.get("evidence") or []
-    if isinstance(evidence, Mapping):
-        evidence = [evidence]
+    evidence = _evidence_items(record)
     message = record.get("message")
     has_images = original is not None or overlay is not None or bool(strip)
     return CaseView(
@@ -391,6 +544,13 @@ def _case_view(record: Mapping[str, Any], index: int) -> CaseView:
         if has_images
         else "No images were rendered for this case (passing cases are rendered only with "
         "--camcheck-report-all).",
+        compared=case_compared(record, _data_uri),
+        rank=index + 1,
+        outcome=outcome,
+        filter_class=_class_key(record),
+        filter_checks=" ".join(dict.fromkeys(check for check, _ in _failing_checks(record))),
+        filter_layer=layer,
+        full=full,
     )
 
 
@@ -448,6 +608,12 @@ def _gate_view(record: Mapping[str, Any], plot_png: Callable[..., str | None]) -
     if classes and isinstance(per_class, Mapping):
         uri = _data_uri(plot_png("classes", per_class=per_class, min_rate=min_rate, name=name))
         class_plot = Image(uri, "pass rate per class", f"{name}: pass rate per class")
+    check_plot = None
+    extra = record.get("extra")
+    if isinstance(extra, Mapping) and extra.get("kind") in _CHECK_PLOTS:
+        caption = _CHECK_PLOTS[str(extra["kind"])]
+        uri = _data_uri(plot_png("check", extra=extra, name=name))
+        check_plot = Image(uri, caption, f"{name}: {caption}")
     failures = record.get("failures") or []
     failures_text = None
     if isinstance(failures, (list, tuple)) and failures:
@@ -465,8 +631,9 @@ def _gate_view(record: Mapping[str, Any], plot_png: Callable[..., str | None]) -
         requirement=requirement,
         message=None if message in (None, "") else str(message),
         classes=classes,
-        plots=[p for p in (histogram, class_plot) if p is not None],
+        plots=[p for p in (check_plot, histogram, class_plot) if p is not None],
         failures=failures_text,
+        regression=gate_regression(record, _data_uri),
     )
 
 
@@ -550,12 +717,24 @@ def _overview(
     return OverviewView(plots=plots, classes=classes)
 
 
+# the plot of each sanity / shortcut check (a gate's ``extra["kind"]``) and its caption
+_CHECK_PLOTS = {
+    "randomization": "similarity along the randomisation cascade",
+    "deletion": "deletion curves: map order vs random order",
+    "insertion": "insertion curves: map order vs random order",
+    "occlusion": "probability drop: region vs background patches",
+    "spatial_bias": "mean map per class, hot spot outlined",
+}
+
+
 def _default_plot_png(kind: str, **kwargs: Any) -> str | None:
     """Draw one summary plot and return it as base64 PNG."""
-    from .plots import class_rate_plot, histogram_plot
+    from .plots import check_plot, class_rate_plot, histogram_plot
     from .render import encode_png_b64
 
     name = str(kwargs.get("name", ""))
+    if kind == "check":
+        return encode_png_b64(check_plot(kwargs["extra"], title=name))
     if kind == "histogram":
         img = histogram_plot(
             [_finite(v) for v in kwargs["values"]],
@@ -597,6 +776,63 @@ def _split(records: Iterable[Any]) -> tuple[list, list]:
     return cases, gates
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _toc(
+    cards: Sequence[Mapping[str, Any]], views: Sequence[CaseView], gates: Sequence[GateView]
+) -> list[TocEntry]:
+    """The table of contents: failing gates, then each failing check (at its layer) with links
+    to the failed and errored cards where it failed, the check whose worst card ranks highest
+    first; failures that no camcheck check explains come last."""
+    entries: list[TocEntry] = []
+    failing_gates = [g for g in gates if g.css in ("failed", "error")]
+    if failing_gates:
+        links = [TocLink(g.anchor, g.name, g.score) for g in failing_gates]
+        entries.append(TocEntry("dataset gates", _plural(len(links), "gate"), links))
+    by_check: dict[str, list[TocLink]] = {}
+    unexplained: list[TocLink] = []
+    for record, view in zip(cards, views):
+        if view.outcome not in ("failed", "error"):
+            continue
+        link = TocLink(view.anchor, f"#{view.rank} {view.title}", f"severity {view.severity}")
+        checks = _failing_checks(record)
+        for check, layer in checks:
+            by_check.setdefault(check if layer is None else f"{check} @ {layer}", []).append(link)
+        if not checks:
+            unexplained.append(link)
+    for label, links in by_check.items():  # in the order of their worst card
+        entries.append(TocEntry(label, _plural(len(links), "card"), links))
+    if unexplained:
+        label = "failures and errors without a failed camcheck check"
+        entries.append(TocEntry(label, _plural(len(unexplained), "card"), unexplained))
+    return entries
+
+
+def _filters(views: Sequence[CaseView]) -> list[FilterView]:
+    """The filter controls over the cards: class, failing check, layer, outcome (a control
+    only when some card has a value for it)."""
+    order = list(_OUTCOMES)
+    values = {
+        "class": Counter(v.filter_class for v in views),
+        "check": Counter(c for v in views for c in v.filter_checks.split()),
+        "layer": Counter(v.filter_layer for v in views),
+        "outcome": Counter(v.outcome for v in views),
+    }
+    labels = {"class": "Class", "check": "Failed check", "layer": "Layer", "outcome": "Outcome"}
+    filters = []
+    for key, counter in values.items():
+        if key == "outcome":
+            keys = sorted(counter, key=lambda o: (order.index(o) if o in order else len(order), o))
+        else:
+            keys = sorted(counter)
+        options = [(value, f"{value} ({counter[value]})") for value in keys]
+        if options:
+            filters.append(FilterView(key, labels[key], options))
+    return filters
+
+
 def build_view(
     summary: Mapping[str, Any],
     records: Iterable[Mapping[str, Any]],
@@ -634,14 +870,19 @@ def build_view(
     warnings = []
     if "_error" in summary:
         warnings.append(f"The run's summary could not be collected: {summary['_error']}")
+    extra = summary.pop("warnings", None)  # the run's own warnings, shown above everything
+    if isinstance(extra, (list, tuple)):
+        warnings.extend(str(w) for w in extra if w)
+    case_views = [_case_view(r, i) for i, r in enumerate(cards)]
+    gate_views = [replace(_gate_view(g, plot_png), anchor=f"gate-{i}") for i, g in enumerate(gates)]
     view = ReportView(
         title=f"camcheck report: {failing} failing case{'s' if failing != 1 else ''}",
         generated=generated or _now(),
         summary=_summary_rows(summary),
         counts=count_rows,
         overview=_overview(cases, summary, plot_png),
-        gates=[_gate_view(g, plot_png) for g in gates],
-        cases=[_case_view(r, i) for i, r in enumerate(cards)],
+        gates=gate_views,
+        cases=case_views,
         left_out=(
             f"{left_out} more case{'s' if left_out != 1 else ''} not shown "
             f"(max_cases = {max_cases}); every case is listed in the JSON file next to this one."
@@ -653,6 +894,8 @@ def build_view(
         else "No failing cases."
         + ("" if include_passed else " (Passing cases are shown with --camcheck-report-all.)"),
         warnings=warnings,
+        toc=_toc(cards, case_views, gate_views),
+        filters=_filters(case_views),
     )
     return view, counts
 
@@ -754,7 +997,7 @@ def report_json(
         "generated": generated,
         "summary": _jsonable(dict(summary or {})),
         "counts": dict(counts),
-        "gates": [_jsonable(g) for g in gates],
+        "gates": [_jsonable({k: v for k, v in g.items() if k != "images"}) for g in gates],
         "cases": [_jsonable({k: v for k, v in r.items() if k != "images"}) for r in cases],
     }
 

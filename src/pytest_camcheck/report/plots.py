@@ -24,8 +24,12 @@ __all__ = [
     "FAIL_COLOUR",
     "PASS_COLOUR",
     "THRESHOLD_COLOUR",
+    "check_plot",
     "class_rate_plot",
+    "curve_plot",
     "histogram_plot",
+    "mean_maps_plot",
+    "scatter_plot",
 ]
 
 BAR_COLOUR = (70, 130, 180)
@@ -309,3 +313,317 @@ def class_rate_plot(
     if hidden:
         _text(img, f"(+{hidden} more classes, see the table)", 6, height - 6)
     return img
+
+
+# --------------------------------------------------------------------------------------------
+# the sanity and shortcut checks' plots (pytest_camcheck.sanity): drawn from a gate's ``extra``
+
+_SERIES_COLOURS = ((210, 80, 70), (70, 130, 180), (60, 160, 90), (150, 150, 150))
+
+
+def _plot_frame(
+    width: int, height: int, title: str, xlabel: str, ylabel: str
+) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    img = np.full((height, width, 3), 255, np.uint8)
+    box = (56, 30, width - 18, height - 46)  # x0, y0, x1, y1 of the plotting area
+    _text(img, _ascii(title, 70), width // 2, 18, scale=_TITLE, align="centre")
+    _text(img, _ascii(xlabel), (box[0] + box[2]) // 2, height - 6, align="centre")
+    _vertical_text(img, _ascii(ylabel, 30), 12, (box[1] + box[3]) // 2)
+    return img, box
+
+
+def _y_axis(img: np.ndarray, box: tuple[int, int, int, int], lo: float, hi: float) -> Any:
+    x0, y0, x1, y1 = box
+
+    def ypix(v: float) -> int:
+        return round(float(y1 - (v - lo) / (hi - lo) * (y1 - y0)))
+
+    for k in range(5):
+        v = lo + (hi - lo) * k / 4
+        y = ypix(v)
+        cv2.line(img, (x0, y), (x1, y), _GRID, 1)
+        _text(img, _fmt_tick(round(v, 2)), x0 - 6, y, align="right", valign="middle")
+    cv2.line(img, (x0, y0), (x0, y1), _AXIS, 1)
+    cv2.line(img, (x0, y1), (x1, y1), _AXIS, 1)
+    return ypix
+
+
+def _dashed_hline(
+    img: np.ndarray, y: int, x0: int, x1: int, colour: tuple[int, int, int], thickness: int = 2
+) -> None:
+    for x in range(x0, x1, 8):
+        cv2.line(img, (x, y), (min(x + 4, x1), y), colour, thickness)
+
+
+def _legend(
+    img: np.ndarray, box: tuple[int, int, int, int], labels: Sequence[str], bottom: bool = False
+) -> None:
+    x, y = box[2] - 6, (box[3] - 8 - 16 * len(labels)) if bottom else box[1] + 4
+    for k, label in enumerate(labels):
+        text = _ascii(label, 40)
+        (tw, _), _ = cv2.getTextSize(text, _FONT, _SMALL, 1)
+        colour = _SERIES_COLOURS[k % len(_SERIES_COLOURS)]
+        cv2.line(img, (x - tw - 26, y + 6), (x - tw - 8, y + 6), colour, 2)
+        _text(img, text, x, y + 6, align="right", valign="middle")
+        y += 16
+
+
+def curve_plot(
+    xs: Sequence[float],
+    series: Mapping[str, Sequence[float | None]],
+    *,
+    bands: Mapping[str, tuple[Sequence[float | None], Sequence[float | None]]] | None = None,
+    threshold: float | None = None,
+    x_labels: Sequence[str] | None = None,
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+    y_range: tuple[float, float] | None = None,
+    legend_bottom: bool = False,
+    width: int = 480,
+    height: int = 260,
+) -> np.ndarray:
+    """Line plot of one or more series over the same x values.
+
+    Args:
+        xs: the x positions (e.g. the fraction of pixels removed, or 0..K-1 for steps).
+        series: label -> y values (None for a missing point), drawn in order (first in red).
+        bands: label -> ``(lower, upper)``: a shaded band around that series (e.g. quartiles).
+        threshold: a horizontal red dashed line (e.g. the largest similarity allowed).
+        x_labels: text under each x position instead of numbers (e.g. the cascade's steps).
+        title / xlabel / ylabel: the texts (ASCII).
+        y_range: the y axis (default [0, 1], widened to the data).
+        legend_bottom: put the legend in the bottom-right corner (for rising curves).
+        width / height: image size in pixels.
+
+    Returns:
+        ``(height, width, 3)`` uint8 RGB.
+    """
+    img, box = _plot_frame(width, height, title, xlabel, ylabel)
+    x0, _, x1, y1 = box
+    values = [float(v) for ys in series.values() for v in ys if v is not None and math.isfinite(v)]
+    lo, hi = y_range if y_range is not None else (0.0, 1.0)
+    if y_range is None and values:
+        lo, hi = min(lo, min(values)), max(hi, max(values))
+    if threshold is not None and math.isfinite(threshold):
+        lo, hi = min(lo, threshold), max(hi, threshold)
+    if hi - lo < 1e-9:
+        hi = lo + 1.0
+    ypix = _y_axis(img, box, lo, hi)
+    xlo, xhi = (min(xs), max(xs)) if len(xs) > 1 else (0.0, 1.0)
+    if x_labels is not None:  # categories: half a step of room on each side for the labels
+        xlo, xhi = xlo - 0.5, xhi + 0.5
+    span = xhi - xlo or 1.0
+
+    def xpix(v: float) -> int:
+        return round(float(x0 + (v - xlo) / span * (x1 - x0)))
+
+    if x_labels is not None:
+        for x, label in zip(xs, x_labels):
+            _text(img, _ascii(label, 14), xpix(x), y1 + 7, align="centre", valign="top")
+    else:
+        for k in range(5):
+            v = xlo + span * k / 4
+            _text(img, _fmt_tick(round(v, 2)), xpix(v), y1 + 7, align="centre", valign="top")
+    for k, (label, ys) in enumerate(series.items()):
+        colour = _SERIES_COLOURS[k % len(_SERIES_COLOURS)]
+        if bands and label in bands:
+            lower, upper = bands[label]
+            poly = [
+                (xpix(x), ypix(float(v)))
+                for x, v in zip(xs, upper)
+                if v is not None and math.isfinite(v)
+            ]
+            poly += [
+                (xpix(x), ypix(float(v)))
+                for x, v in reversed(list(zip(xs, lower)))
+                if v is not None and math.isfinite(v)
+            ]
+            if len(poly) >= 3:
+                shade = img.copy()
+                cv2.fillPoly(shade, [np.array(poly, np.int32)], colour)
+                img[:] = cv2.addWeighted(shade, 0.18, img, 0.82, 0)
+        points = [
+            (xpix(x), ypix(float(v))) for x, v in zip(xs, ys) if v is not None and math.isfinite(v)
+        ]
+        for k_pt in range(len(points) - 1):
+            cv2.line(img, points[k_pt], points[k_pt + 1], colour, 2, cv2.LINE_AA)
+        for pt in points:
+            cv2.circle(img, pt, 3, colour, -1, cv2.LINE_AA)
+    if threshold is not None and math.isfinite(threshold):
+        _dashed_hline(img, ypix(float(threshold)), x0, x1, THRESHOLD_COLOUR)
+    _legend(img, box, list(series), bottom=legend_bottom)
+    return img
+
+
+def scatter_plot(
+    xs: Sequence[float | None],
+    ys: Sequence[float | None],
+    *,
+    threshold: float | None = None,
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+    width: int = 480,
+    height: int = 300,
+) -> np.ndarray:
+    """Scatter of paired values with the diagonal ``y = x`` and ``y = threshold`` (red, dashed).
+
+    A point above the diagonal and the threshold is drawn green, any other red (e.g. the
+    probability drop of masking a region against that of masking the background).
+
+    Returns:
+        ``(height, width, 3)`` uint8 RGB.
+    """
+    pairs = [
+        (float(x), float(y))
+        for x, y in zip(xs, ys)
+        if x is not None and y is not None and math.isfinite(x) and math.isfinite(y)
+    ]
+    img, box = _plot_frame(width, height, f"{title} (n={len(pairs)})", xlabel, ylabel)
+    x0, _, x1, y1 = box
+    values = [v for pair in pairs for v in pair]
+    lo, hi = min([0.0, *values]), max([1.0, *values])
+    ypix = _y_axis(img, box, lo, hi)
+
+    def xpix(v: float) -> int:
+        return round(float(x0 + (v - lo) / (hi - lo) * (x1 - x0)))
+
+    for k in range(5):
+        v = lo + (hi - lo) * k / 4
+        _text(img, _fmt_tick(round(v, 2)), xpix(v), y1 + 7, align="centre", valign="top")
+    cv2.line(img, (xpix(lo), ypix(lo)), (xpix(hi), ypix(hi)), _AXIS, 1, cv2.LINE_AA)
+    if threshold is not None and math.isfinite(threshold):
+        _dashed_hline(img, ypix(float(threshold)), x0, x1, THRESHOLD_COLOUR)
+    for x, y in pairs:
+        ok = y > x and (threshold is None or y >= threshold)
+        cv2.circle(img, (xpix(x), ypix(y)), 3, PASS_COLOUR if ok else FAIL_COLOUR, -1, cv2.LINE_AA)
+    return img
+
+
+def mean_maps_plot(
+    classes: Mapping[str, Mapping[str, Any]],
+    max_share: float | None = None,
+    *,
+    title: str = "",
+    tile: int = 128,
+    columns: int = 4,
+    max_classes: int = 12,
+) -> np.ndarray:
+    """Each class's mean map (a heat map) with its hot spot outlined.
+
+    Args:
+        classes: class -> ``{"mean_map": rows of values in [0, 1], "scale": the map's shrink
+            factor, "hot_spot": [x0, y0, x1, y1] in full-size map pixels or None, "share",
+            "count", "judged"}`` (see :func:`pytest_camcheck.sanity.spatial_bias_check`).
+        max_share: the largest share allowed: a hot spot above it is outlined red, else white.
+        title: the plot's title.
+        tile: pixels per map.
+        columns: maps per row.
+        max_classes: at most this many classes (the highest shares first).
+
+    Returns:
+        ``(H, W, 3)`` uint8 RGB.
+    """
+    items = sorted(classes.items(), key=lambda kv: (-_num(kv[1].get("share"), 0.0), kv[0]))
+    hidden = max(0, len(items) - max_classes)
+    items = items[:max_classes]
+    cols = max(1, min(columns, len(items)))
+    rows = max(1, math.ceil(len(items) / cols))
+    pad, caption = 8, 30
+    width = max(320, cols * (tile + pad) + pad)
+    height = 28 + rows * (tile + caption + pad) + (16 if hidden else 0)
+    img = np.full((height, width, 3), 255, np.uint8)
+    _text(img, _ascii(title, 70), width // 2, 18, scale=_TITLE, align="centre")
+    for k, (name, entry) in enumerate(items):
+        r, c = divmod(k, cols)
+        x, y = pad + c * (tile + pad), 28 + r * (tile + caption + pad)
+        grid = np.asarray(entry.get("mean_map") or [[0.0]], dtype=np.float64)
+        grid = np.nan_to_num(grid, nan=0.0)
+        span = float(grid.max() - grid.min())
+        norm = (grid - grid.min()) / span if span > 0 else np.zeros_like(grid)
+        heat = cv2.applyColorMap((norm * 255).astype(np.uint8), cv2.COLORMAP_JET)
+        heat = cv2.resize(heat, (tile, tile), interpolation=cv2.INTER_NEAREST)
+        img[y : y + tile, x : x + tile] = heat[:, :, ::-1]
+        share = _num(entry.get("share"), 0.0)
+        hot = entry.get("hot_spot")
+        scale = _num(entry.get("scale"), 1.0)
+        bad = max_share is not None and share > max_share and entry.get("judged", True)
+        if isinstance(hot, (list, tuple)) and len(hot) == 4 and grid.size:
+            fy, fx = tile / (grid.shape[0] / scale), tile / (grid.shape[1] / scale)
+            p0 = (x + round(float(hot[0]) * fx), y + round(float(hot[1]) * fy))
+            p1 = (x + round(float(hot[2]) * fx) - 1, y + round(float(hot[3]) * fy) - 1)
+            cv2.rectangle(img, p0, p1, THRESHOLD_COLOUR if bad else _WHITE, 2)
+        label = f"{_ascii(name, 14)}: {100 * share:.0f}% of {int(_num(entry.get('count'), 0))}"
+        _text(
+            img,
+            label,
+            x + tile // 2,
+            y + tile + 14,
+            align="centre",
+            colour=FAIL_COLOUR if bad else _TEXT,
+        )
+    if hidden:
+        _text(img, f"(+{hidden} more classes, see the JSON file)", 6, height - 6)
+    return img
+
+
+def check_plot(extra: Mapping[str, Any], *, title: str = "") -> np.ndarray:
+    """The plot of one sanity or shortcut check, from the ``extra`` its rate result carries:
+    the similarity along the randomisation cascade, the deletion / insertion curves, the
+    occlusion drops (region vs background) or the per-class mean maps.
+
+    Raises:
+        ValueError: an unknown ``extra["kind"]``.
+    """
+    kind = str(extra.get("kind"))
+    if kind == "randomization":
+        steps = [str(s) for s in extra.get("steps") or []]
+        xs = list(range(len(steps)))
+
+        def part(name: str, key: str) -> list[float | None]:
+            return [e.get(key) if isinstance(e, Mapping) else None for e in extra.get(name) or []]
+
+        return curve_plot(
+            xs,
+            {"Spearman (mean)": part("spearman", "mean"), "SSIM (mean)": part("ssim", "mean")},
+            bands={
+                "Spearman (mean)": (part("spearman", "q25"), part("spearman", "q75")),
+                "SSIM (mean)": (part("ssim", "q25"), part("ssim", "q75")),
+            },
+            threshold=_num(extra.get("max_similarity")),
+            x_labels=steps,
+            title=title or "randomisation cascade",
+            xlabel="re-initialised down to (head first)",
+            ylabel="similarity to the map",
+        )
+    if kind in ("deletion", "insertion"):
+        xs = [float(v) for v in extra.get("fractions") or []]
+        auc_cam, auc_rnd = extra.get("auc_cam"), extra.get("auc_random")
+        label_cam = "map order" + (f" (AUC {auc_cam:.3f})" if auc_cam is not None else "")
+        label_rnd = "random order" + (f" (AUC {auc_rnd:.3f})" if auc_rnd is not None else "")
+        return curve_plot(
+            xs,
+            {label_cam: extra.get("cam") or [], label_rnd: extra.get("random") or []},
+            title=title or kind,
+            xlabel=f"fraction of pixels {'revealed' if kind == 'insertion' else 'removed'}",
+            ylabel="target probability",
+            y_range=(0.0, 1.0),
+            legend_bottom=kind == "insertion",
+        )
+    if kind == "occlusion":
+        return scatter_plot(
+            extra.get("background_drop") or [],
+            extra.get("region_drop") or [],
+            threshold=_num(extra.get("min_drop")),
+            title=title or "occlusion",
+            xlabel="drop when background patches are masked",
+            ylabel=f"drop, {_ascii(extra.get('region', 'region'), 12)} masked",
+        )
+    if kind == "spatial_bias":
+        return mean_maps_plot(
+            extra.get("classes") or {},
+            _num(extra.get("max_share")),
+            title=title or "mean map per class",
+        )
+    raise ValueError(f"no plot for a check of kind {kind!r}")

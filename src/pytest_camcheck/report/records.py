@@ -185,7 +185,8 @@ class CaseRecord:
         path: the image file, if any.
         degenerate: whether the drawn map is degenerate.
         settings: the settings the test ran with (marker overrides applied), for the card.
-        images: base64 pictures (``original``, ``overlay``, ``strip``); empty when not rendered.
+        images: base64 pictures (``original``, ``overlay``, ``strip``, and ``full`` with
+            ``camcheck_report_full_images``); empty when not rendered.
     """
 
     nodeid: str
@@ -238,7 +239,8 @@ class CaseRecord:
 
 @dataclass(frozen=True)
 class GateRecord:
-    """One dataset-level pass-rate assertion (``assert_pass_rate``) and its verdict.
+    """One dataset-level gate and its verdict: a pass-rate assertion (``assert_pass_rate``) or
+    a candidate-versus-reference gate (``assert_no_regression``).
 
     Attributes:
         nodeid: the test item's id.
@@ -251,8 +253,25 @@ class GateRecord:
         metric / threshold_name / threshold: the per-sample measurement and its limit.
         values: per-sample values (e.g. energy fractions), for the histogram.
         per_class: class -> ``{"passed", "count", "rate", "lower", "upper"}``.
-        failures: ids of the failing samples.
+        failures: ids of the failing samples (for ``no_regression``: the samples the candidate
+            broke).
         missing: ids of the samples that lack the region.
+        check: the assertion: ``"pass_rate"`` or ``"no_regression"``.
+        comparison: for ``no_regression``, the paired comparison: ``candidate`` / ``reference``
+            (each ``{"passed", "count", "rate", "lower", "upper"}`` over the pairs), ``n``,
+            ``difference`` with ``lower`` / ``upper`` (Newcombe's interval) and ``confidence``,
+            ``p_value`` (exact McNemar), ``fixed`` / ``broken`` ids, and the gate's ``max_drop``,
+            ``bound`` and ``measured`` bound.
+        similarity: for a rate of map similarity (to a baseline or a reference model): what
+            it compared ``against``, its ``source``, the thresholds, per-sample ``peak_shift``
+            and ``rank_corr`` (``values`` are the SSIMs), ``energy_change`` per region, the
+            samples that ``moved`` most, and those ``added`` / ``removed`` / ``changed`` since
+            the baseline.
+        images: pictures of the samples that moved or that the candidate broke or fixed
+            (``{"samples": [{"id", "kind", "tiles": [{"caption", "png"}]}]}``; not in the JSON).
+        extra: the plot data of a sanity or shortcut check (:mod:`pytest_camcheck.sanity`):
+            ``{"kind": "randomization" | "deletion" | "insertion" | "occlusion" |
+            "spatial_bias", ...}``, as the check computed it.
     """
 
     nodeid: str
@@ -276,15 +295,23 @@ class GateRecord:
     per_class: dict[str, dict[str, Any]] = field(default_factory=dict)
     failures: tuple[str, ...] = ()
     missing: tuple[str, ...] = ()
+    check: str = "pass_rate"
+    comparison: dict[str, Any] = field(default_factory=dict)
+    similarity: dict[str, Any] = field(default_factory=dict)
+    images: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
     kind: str = "gate"
 
     @classmethod
     def from_evidence(
         cls, nodeid: str, evidence: Evidence, outcome: str, message: str | None = None
     ) -> GateRecord:
-        """The gate of one ``pass_rate`` evidence (its details hold the rate result)."""
-        result = dict(evidence.details.get("result") or {})
+        """The gate of one ``pass_rate`` evidence (its details hold the rate result) or one
+        ``no_regression`` evidence (its details hold the paired comparison)."""
         own = "passed" if evidence.passed else outcome
+        if evidence.check == "no_regression":
+            return cls._from_comparison(nodeid, evidence, own, message)
+        result = dict(evidence.details.get("result") or {})
         per_class = {
             str(k): {f: v.get(f) for f in ("passed", "count", "rate", "lower", "upper")}
             for k, v in (result.get("per_class") or {}).items()
@@ -312,10 +339,46 @@ class GateRecord:
             per_class=per_class,
             failures=tuple(result.get("failures") or ()),
             missing=tuple(result.get("missing") or ()),
+            similarity=dict(result.get("similarity") or {}),
+            extra=dict(result.get("extra") or {}),
+        )
+
+    @classmethod
+    def _from_comparison(
+        cls, nodeid: str, evidence: Evidence, own: str, message: str | None
+    ) -> GateRecord:
+        comparison = dict(evidence.details.get("comparison") or {})
+        comparison.update(
+            max_drop=evidence.threshold,
+            bound=evidence.details.get("bound"),
+            measured=evidence.value,
+        )
+        candidate = comparison.get("candidate") or {}
+        return cls(
+            nodeid=nodeid,
+            name=str(comparison.get("name") or evidence.check),
+            outcome=own,
+            message=None if evidence.passed else (evidence.message or message),
+            layer=evidence.layer,
+            method=evidence.method,
+            passed=int(candidate.get("passed") or 0),
+            count=int(candidate.get("count") or 0),
+            rate=candidate.get("rate"),
+            lower=candidate.get("lower"),
+            upper=candidate.get("upper"),
+            confidence=comparison.get("confidence"),
+            bound=evidence.details.get("bound"),
+            metric=evidence.metric,
+            failures=tuple(comparison.get("broken") or ()),
+            check="no_regression",
+            comparison=comparison,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return jsonable({f.name: getattr(self, f.name) for f in fields(self)})
+        out = jsonable({f.name: getattr(self, f.name) for f in fields(self) if f.name != "images"})
+        if self.images:  # base64 strings, kept as they are (the JSON sidecar leaves them out)
+            out["images"] = dict(self.images)
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GateRecord:
@@ -323,6 +386,8 @@ class GateRecord:
         for key in ("values", "failures", "missing"):
             values[key] = tuple(data.get(key) or ())
         values["per_class"] = dict(data.get("per_class") or {})
+        for key in ("comparison", "similarity", "images", "extra"):
+            values[key] = dict(data.get(key) or {})
         values.setdefault("nodeid", "")
         values.setdefault("name", str(values["nodeid"]) or "gate")
         values.setdefault("outcome", "failed")

@@ -1,8 +1,16 @@
 """Pictures of one case for the report: the image, its CAM overlay and a per-layer strip.
 
-Everything is drawn with numpy and OpenCV at thumbnail size: the image is downscaled first (with
+Everything is drawn with numpy and OpenCV at display size: the image is downscaled first (with
 ``cv2.INTER_AREA``), then the map is coloured and blended, so rendering stays cheap even for
-hundreds of failing cases.
+hundreds of failing cases. The pictures are photos, so they are encoded as lossy WebP (quality
+75): the six pictures of a card with a four-layer strip take about 27 KB of base64 for a 480 px
+photo, where PNGs took over 400 KB. Lossy codecs keep brightness at full resolution but halve
+the colour resolution (4:2:0), so every drawing is a bright or coloured line on a dark halo, and
+the coloured CAM-peak marker is drawn three pixels wide: box outlines stay within a few levels
+of white and the marker stays magenta (``tests/report/test_report_render.py`` measures both on
+real photos). ``image_format="png"`` keeps every pixel exact; ``"jpeg"`` (4:4:4, no colour
+subsampling, about twice the size) is there for viewers without WebP, and is used when OpenCV
+was built without a WebP encoder.
 
 Colours are chosen so that the drawings cannot be confused with the heatmap: at the default
 ``alpha`` a JET colourmap blended over an image never yields a pixel with full red and a blue
@@ -15,6 +23,7 @@ This module imports numpy and OpenCV (no torch, no pytest).
 from __future__ import annotations
 
 import base64
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -26,8 +35,10 @@ from ..errors import DataError, LayerNotFoundError
 from ..regions import Box, Region
 
 __all__ = [
+    "IMAGE_FORMATS",
     "PEAK_COLOUR",
     "REGION_COLOURS",
+    "encode_image_b64",
     "encode_png_b64",
     "overlay",
     "render_case_images",
@@ -57,6 +68,14 @@ _PNG_PARAMS = [
     cv2.IMWRITE_PNG_FILTER_UP,
 ]
 _FONT_SCALE = 0.35
+#: Encodings :func:`encode_image_b64` writes: lossy WebP (default), JPEG, lossless PNG.
+IMAGE_FORMATS: tuple[str, ...] = ("webp", "jpeg", "png")
+#: Default quality (0-100) of the lossy encodings.
+DEFAULT_QUALITY = 75
+# the peak marker: a 3-px coloured stroke (thickness 2) on a 7-px halo (thickness 5), wide
+# enough that its colour survives the halved colour resolution of lossy WebP
+_PEAK_STROKE = 2
+_PEAK_HALO = 5
 
 
 def _as_rgb_uint8(rgb: Any, what: str = "image") -> np.ndarray:
@@ -140,16 +159,70 @@ def encode_png_b64(rgb_uint8: np.ndarray) -> str:
     Returns:
         The PNG file's bytes in base64, ready for ``data:image/png;base64,...``.
     """
+    return _encode(rgb_uint8, "png", DEFAULT_QUALITY, "encode_png_b64")
+
+
+def encode_image_b64(
+    rgb_uint8: np.ndarray, image_format: str = "webp", quality: int = DEFAULT_QUALITY
+) -> str:
+    """Encode an RGB (or grey) uint8 image and return the file's bytes base64-encoded (ASCII).
+
+    Args:
+        rgb_uint8: ``(H, W, 3)`` RGB or ``(H, W)`` grey, uint8.
+        image_format: ``"webp"`` (lossy; JPEG where OpenCV was built without WebP), ``"jpeg"``
+            (lossy, full colour resolution) or ``"png"`` (lossless).
+        quality: 1-100, for the lossy formats.
+
+    Returns:
+        The file's bytes in base64; its first bytes tell the format (the report reads them to
+        write ``data:image/webp;base64,...`` and so on).
+
+    Raises:
+        DataError: the image is not uint8 ``(H, W, 3)`` / ``(H, W)``, or the format or quality
+            is not one of those above.
+    """
+    return _encode(rgb_uint8, image_format, quality, "encode_image_b64")
+
+
+@functools.cache
+def _has_webp() -> bool:
+    return bool(cv2.haveImageWriter(".webp"))
+
+
+def _encode(rgb_uint8: np.ndarray, image_format: str, quality: int, caller: str) -> str:
+    if image_format not in IMAGE_FORMATS:
+        raise DataError(
+            f"{caller}: unknown image format {image_format!r}; use one of "
+            f"{', '.join(IMAGE_FORMATS)}"
+        )
+    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
+        raise DataError(f"{caller}: quality must be a whole number in 1..100, got {quality!r}")
     arr = np.asarray(rgb_uint8)
     if arr.dtype != np.uint8:
-        raise DataError(f"encode_png_b64 needs a uint8 image, got dtype {arr.dtype}")
+        raise DataError(f"{caller} needs a uint8 image, got dtype {arr.dtype}")
     if arr.ndim == 3 and arr.shape[2] == 3:
         arr = cv2.cvtColor(np.ascontiguousarray(arr), cv2.COLOR_RGB2BGR)
     elif arr.ndim != 2:
-        raise DataError(f"encode_png_b64 needs an (H, W, 3) or (H, W) image, got {arr.shape}")
-    ok, buf = cv2.imencode(".png", arr, _PNG_PARAMS)
+        raise DataError(f"{caller} needs an (H, W, 3) or (H, W) image, got {arr.shape}")
+    if image_format == "webp" and not _has_webp():
+        image_format = "jpeg"
+    if image_format == "png":
+        ext, params = ".png", _PNG_PARAMS
+    elif image_format == "webp":
+        ext, params = ".webp", [cv2.IMWRITE_WEBP_QUALITY, quality]
+    else:
+        ext = ".jpg"
+        params = [
+            cv2.IMWRITE_JPEG_QUALITY,
+            quality,
+            cv2.IMWRITE_JPEG_OPTIMIZE,
+            1,
+            cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
+            cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444,
+        ]
+    ok, buf = cv2.imencode(ext, arr, params)
     if not ok:  # pragma: no cover - OpenCV only fails on impossible inputs
-        raise DataError(f"OpenCV could not encode an image of shape {arr.shape} as PNG")
+        raise DataError(f"OpenCV could not encode an image of shape {arr.shape} as {image_format}")
     return base64.b64encode(buf.tobytes()).decode("ascii")
 
 
@@ -276,7 +349,7 @@ def _draw_peak(img: np.ndarray, peak: tuple[int, int], sx: float, sy: float) -> 
     y = min(max(int((row + 0.5) * sy), 0), h - 1)
     radius = max(5, round(max(h, w) / 32))
     arm = radius + 4
-    for colour, thickness in ((_HALO, 3), (PEAK_COLOUR, 1)):
+    for colour, thickness in ((_HALO, _PEAK_HALO), (PEAK_COLOUR, _PEAK_STROKE)):
         cv2.circle(img, (x, y), radius, colour, thickness)
         cv2.line(img, (max(x - arm, 0), y), (min(x + arm, w - 1), y), colour, thickness)
         cv2.line(img, (x, max(y - arm, 0)), (x, min(y + arm, h - 1)), colour, thickness)
@@ -291,8 +364,11 @@ def render_case_images(
     max_side: int = 256,
     *,
     min_side: int = 192,
-    strip_side: int = 128,
+    strip_side: int = 96,
     alpha: float = 0.45,
+    image_format: str = "webp",
+    quality: int = DEFAULT_QUALITY,
+    full_image: bool = False,
 ) -> dict[str, Any]:
     """Render the pictures of one case for the report.
 
@@ -311,15 +387,22 @@ def render_case_images(
             this long side, so that tiny images and their drawings stay readable.
         strip_side: the long side of each per-layer strip tile (enlarged towards 3/4 of it).
         alpha: heatmap weight of the overlays.
+        image_format: how the pictures are encoded: ``"webp"`` (default), ``"jpeg"`` or
+            ``"png"`` (lossless); see :func:`encode_image_b64`.
+        quality: 1-100, the quality of the lossy formats.
+        full_image: also render the overlay at the image's own resolution (``"full"``), for a
+            closer look; it costs about as much as the rest of the card together.
 
     Returns:
-        ``{"original": b64png, "overlay": b64png, "strip": [{"layer": str, "png": b64png}]}``;
-        the strip (one small overlay per layer, in the order of ``maps``, with the regions
+        ``{"original": b64, "overlay": b64, "strip": [{"layer": str, "image": b64}]}`` (each
+        a base64-encoded file of ``image_format``), plus ``"full": b64`` with ``full_image``.
+        The strip (one small overlay per layer, in the order of ``maps``, with the regions
         outlined) is empty when there is a single map.
 
     Raises:
         LayerNotFoundError: ``layer`` is not a key of ``maps``.
-        DataError: the image or a map has an unusable shape or dtype.
+        DataError: the image or a map has an unusable shape or dtype, or the format or
+            quality is not one of those above.
     """
     if layer not in maps:
         raise LayerNotFoundError(
@@ -330,18 +413,27 @@ def render_case_images(
         regions = {}
     elif not isinstance(regions, Mapping):
         regions = {r.name: r for r in regions}
+
+    def encode(picture: np.ndarray) -> str:
+        return _encode(picture, image_format, quality, "render_case_images")
+
     img = _as_rgb_uint8(rgb)
     height, width = img.shape[:2]
-    th, tw = thumbnail_size(height, width, max_side, min_side)
-    thumb = _resize(img, th, tw, enlarge=cv2.INTER_NEAREST)
-    sx, sy = tw / width, th / height
+    main_map = _as_map(maps[layer], f"map of {layer!r}")
 
-    main = _blend(thumb, _resize(_as_map(maps[layer], f"map of {layer!r}"), th, tw), alpha)
-    _draw_regions(main, regions, sx, sy, labels=True)
-    if peak is not None:
-        _draw_peak(main, (int(peak[0]), int(peak[1])), sx, sy)
+    def drawn_overlay(th: int, tw: int) -> tuple[np.ndarray, np.ndarray]:
+        """The image at ``th`` x ``tw`` and its overlay, with the regions and the peak."""
+        thumb = _resize(img, th, tw, enlarge=cv2.INTER_NEAREST)
+        sx, sy = tw / width, th / height
+        out = _blend(thumb, _resize(main_map, th, tw), alpha)
+        _draw_regions(out, regions, sx, sy, labels=True)
+        if peak is not None:
+            _draw_peak(out, (int(peak[0]), int(peak[1])), sx, sy)
+        return thumb, out
 
-    strip: list[dict[str, str]] = []
+    thumb, main = drawn_overlay(*thumbnail_size(height, width, max_side, min_side))
+    images: dict[str, Any] = {"original": encode(thumb), "overlay": encode(main), "strip": []}
+
     if len(maps) > 1:
         sh, sw = thumbnail_size(height, width, strip_side, strip_side * 3 // 4)
         small = _resize(img, sh, sw, enlarge=cv2.INTER_NEAREST)
@@ -349,6 +441,11 @@ def render_case_images(
         for name, cam in maps.items():
             tile = _blend(small, _resize(_as_map(cam, f"map of {name!r}"), sh, sw), alpha)
             _draw_regions(tile, regions, ssx, ssy, labels=False)
-            strip.append({"layer": str(name), "png": encode_png_b64(tile)})
+            images["strip"].append({"layer": str(name), "image": encode(tile)})
 
-    return {"original": encode_png_b64(thumb), "overlay": encode_png_b64(main), "strip": strip}
+    if full_image:
+        # the image's own resolution (tiny images enlarged as for the card)
+        full_side = max(height, width, min_side)
+        _, full = drawn_overlay(*thumbnail_size(height, width, full_side, min_side))
+        images["full"] = encode(full)
+    return images

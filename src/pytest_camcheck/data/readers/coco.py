@@ -3,7 +3,9 @@
 ``images`` (``id``, ``file_name``, ``width``, ``height``), ``annotations`` (``image_id``,
 ``category_id``, ``bbox`` = ``[x, y, w, h]``, optional ``segmentation``) and ``categories``
 (``id``, ``name``). The region name is the category name; all annotations of one category in one
-image form one region. ``bbox`` becomes ``Box(x, y, x + w, y + h)``.
+image form one region. ``bbox`` becomes ``Box(x, y, x + w, y + h)``. The ``width`` and
+``height`` of ``images`` are recorded; loading the sample fails, naming the file's entry, the
+image and both sizes, when the image file has another size.
 
 Segmentations: polygons (a list of ``[x1, y1, x2, y2, ...]`` lists) and uncompressed RLE
 (``{"counts": [...], "size": [h, w]}``) are rasterised at the image size the file declares; a

@@ -17,7 +17,9 @@ Two kinds of masks, decided per folder from its first PNG (a folder must hold on
 
 Masks are read when their sample is loaded (the reader only opens the first PNG to decide the
 kind), so building a dataset of thousands of masks stays quick and light on memory. The mask
-must have the image's size; this is checked when the sample is loaded.
+must have the image's size and set at least one pixel; this is checked when the sample is
+loaded. A folder holding the dataset's own images (e.g. the image folder given as annotations)
+is refused: every image would become its own full-frame mask.
 """
 
 from __future__ import annotations
@@ -69,7 +71,8 @@ def read_masks(
         relative image path -> annotation whose ``masks`` list the PNGs, sorted by path.
 
     Raises:
-        DataError: a PNG matches no image of the dataset, or the first PNG is unreadable.
+        DataError: a PNG matches no image of the dataset, is one of the dataset's images, or
+            the first PNG is unreadable.
     """
     index = ImageIndex.coerce(images)
     folder = Path(folder)

@@ -7,6 +7,9 @@ inclusive: ``<bndbox>`` (xmin, ymin, xmax, ymax) becomes ``Box(xmin - 1, ymin - 
 
 An XML file is matched to its image by ``<filename>`` (searched in every sub-folder of the
 dataset), else by the XML file's stem (``Abyssinian_1.xml`` -> ``Abyssinian_1.jpg``).
+
+The ``<size>`` (``<width>``, ``<height>``) the file declares is recorded; loading the sample
+fails, naming the XML file, the image and both sizes, when the image file has another size.
 """
 
 from __future__ import annotations
