@@ -518,15 +518,21 @@ class BatchStore:
                     for v, p in zip(labels, pred)
                 ]
         layers = list(slot.layers or config.layers or []) or None
-        result = compute_cams(
-            self.model,
-            x,
-            layers=layers,
-            method=config.method,
-            targets=targets,
-            amp=config.amp,
-            output=config.output,
-        )
+        try:
+            result = compute_cams(
+                self.model,
+                x,
+                layers=layers,
+                method=config.method,
+                targets=targets,
+                amp=config.amp,
+                output=config.output,
+            )
+        except CamcheckError as exc:
+            hint = self._output_hint(config, x)
+            if not hint:
+                raise
+            raise type(exc)(f"{exc}{hint}") from None
         self.stats.batches += 1
         self._check_width(config, int(result.logits.shape[-1]))
         top = result.logits.detach().argmax(dim=1).cpu().tolist()
@@ -586,6 +592,19 @@ class BatchStore:
             self._target_index[target] = resolve_target(target, self.classes, self.model)
         return self._target_index[target]
 
+    def _output_hint(self, config: MapConfig, x: Tensor) -> str:
+        """A hint when the model returns several outputs and none was chosen."""
+        if config.output is not None:
+            return ""
+        with torch.no_grad():
+            out = self.model(x[:1])
+        if isinstance(out, Tensor):
+            return ""
+        kind = "a dict" if isinstance(out, dict) else f"{len(out)} outputs"
+        return (
+            f"; the model returns {kind} and camcheck explains the first tensor: choose the "
+            "logits with camcheck_output (an index or a key)"
+        )
 
     def _check_width(self, config: MapConfig, width: int) -> None:
         """Warn once when the explained output's width is not the dataset's class count."""

@@ -201,3 +201,79 @@ def test_a_failed_report_write_is_a_warning_and_the_summary_stays(
         ]
     )
     assert result.ret == 0
+
+
+TWO_OUTPUTS = """
+import torch
+from torch import nn
+
+import toymodel
+
+
+class WithEmbedding(nn.Module):
+    def __init__(self, nan=False):
+        super().__init__()
+        self.inner = toymodel.good()
+        self.nan = nan
+
+    def forward(self, x):
+        logits = self.inner(x)
+        if self.nan:
+            logits = logits * float("nan")
+        return torch.zeros(x.shape[0], 5), logits
+
+
+def build():
+    return WithEmbedding()
+
+
+def build_nan():
+    return WithEmbedding(nan=True)
+"""
+
+ENERGY_TEST = """
+from pytest_camcheck import assert_energy_in_region
+
+
+def test_energy(camcheck_case):
+    assert_energy_in_region(camcheck_case.map, camcheck_case.regions["object"], 0.5)
+"""
+
+
+@pytest.mark.parametrize("mode", ["plain", "n2"])
+def test_camcheck_output_chooses_the_logits(camcheck_project, mode) -> None:
+    extra = ["-n", "2", "-p", "xdist"] if mode == "n2" else []
+    project = camcheck_project(
+        tests=ENERGY_TEST, model="twoout:build", ini="camcheck_layer = inner.features\n"
+    )
+    (project.root / "twoout.py").write_text(TWO_OUTPUTS)
+    chosen = project.run(*extra, "--camcheck-output", "1", subprocess=True)
+    chosen.assert_outcomes(passed=6)
+    assert "CamcheckWarning" not in chosen.stdout.str()
+    default = project.run(*extra, subprocess=True)  # the embedding does not depend on the map
+    default.stdout.fnmatch_lines(
+        ["*the model returns 2 outputs and camcheck explains the first tensor: choose the logits*"]
+    )
+
+
+def test_nan_outputs_are_named_non_finite(camcheck_project) -> None:
+    project = camcheck_project(
+        tests=ENERGY_TEST, model="twoout:build_nan", ini="camcheck_layer = inner.features\n"
+    )
+    (project.root / "twoout.py").write_text(TWO_OUTPUTS)
+    result = project.run("--camcheck-output", "1")
+    result.assert_outcomes(failed=6)
+    result.stdout.fnmatch_lines(
+        ["*degenerate CAM for sample *, layer inner.features: *non-finite*"]
+    )
+    assert "all zero" not in result.stdout.str()
+
+
+def test_a_region_covering_the_whole_image_is_flagged_in_the_report(camcheck_project) -> None:
+    project = camcheck_project(tests=ENERGY_TEST, ini="camcheck_report = out/r.html\n")
+    rows = (project.root / "data" / "annotations.csv").read_text().splitlines()
+    whole = [rows[0]] + [",".join([*r.split(",")[:3], "0", "0", "32", "32"]) for r in rows[1:]]
+    (project.root / "data" / "annotations.csv").write_text("\n".join(whole) + "\n")
+    project.run("--camcheck-report-all").assert_outcomes(passed=6)
+    html = (project.root / "out" / "r.html").read_text()
+    assert "the region covers 100.0% of the image" in html

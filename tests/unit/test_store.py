@@ -184,3 +184,13 @@ def test_a_grey_transform_before_an_rgb_model_gets_a_hint() -> None:
     store = BatchStore(rgb, Spots(4), "cpu")
     with pytest.raises(CamcheckError, match=r"1-channel \(1, H, W\) images.*num_output_channels=3"):
         store.entry(MapConfig(("0",), "gradcam", "predicted", False, 4), 0)
+
+
+def test_an_output_wider_than_the_class_count_warns_once() -> None:
+    from pytest_camcheck.errors import CamcheckWarning
+
+    wide = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    store = BatchStore(wide, Spots(8), "cpu")
+    config = MapConfig(("0",), "gradcam", "label", False, 4)
+    with pytest.warns(CamcheckWarning, match="which has 3 values, but the dataset has 2 classes"):
+        store.ensure(config)

@@ -430,6 +430,14 @@ def _evidence_view(item: Any) -> EvidenceView:
         if share is not None:
             text += f", {fmt_pct(share)} of the map"
         numbers.append(("region", text))
+        if share is not None and share >= WHOLE_IMAGE_SHARE:
+            numbers.append(
+                (
+                    "warning",
+                    f"the region covers {fmt_pct(share)} of the image: almost any peak lands "
+                    "in it, so this check says little; check the annotations",
+                )
+            )
     peak = item.get("peak")
     if isinstance(peak, Mapping):
         text = f"row {fmt_value(peak.get('row'))}, col {fmt_value(peak.get('col'))}"
@@ -638,6 +646,8 @@ def _gate_view(record: Mapping[str, Any], plot_png: Callable[..., str | None]) -
 
 
 _MAX_HISTOGRAMS = 6
+#: A region covering at least this share of the image is flagged: its checks say little.
+WHOLE_IMAGE_SHARE = 0.9
 _ENERGY_CHECKS = ("energy_in_region", "energy_outside_region")
 
 
