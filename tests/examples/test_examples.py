@@ -63,13 +63,13 @@ def test_imagenet_scenes(pytester: pytest.Pytester) -> None:
 
 def test_clever_hans(pytester: pytest.Pytester) -> None:
     root = copy_example("clever_hans", pytester)
-    run(pytester).assert_outcomes(passed=43)
+    run(pytester).assert_outcomes(passed=44)  # the shipped baseline is the clean model's
     shortcut = "--camcheck-model=pytest_camcheck.demo.models:watermark_model"
     result = run(pytester, shortcut)
-    result.assert_outcomes(passed=1, failed=42)  # accurate, and caught
+    result.assert_outcomes(passed=1, failed=43)  # accurate, and caught
     result.stdout.fnmatch_lines(["E * AssertionError: * of 20 peaks lie on the watermark"])
     failed = {g["name"].split("[")[0] for g in report(root)["gates"] if g["outcome"] != "passed"}
-    assert failed == {"pointing_game"}
+    assert failed == {"pointing_game", "baseline_comparison"}  # it also moved off the baseline
 
 
 def test_pet_heads(pytester: pytest.Pytester) -> None:

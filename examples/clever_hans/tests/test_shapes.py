@@ -26,3 +26,10 @@ def test_peak_not_on_the_watermark(camcheck):
     where the peak is, see docs/assertions.md."""
     hits = camcheck.pointing_game(region="watermark", tolerance=4, missing="skip")
     assert hits.rate <= 0.2, f"{hits.passed} of {hits.count} peaks lie on the watermark"
+
+
+def test_maps_match_the_clean_baseline(camcheck):
+    """Regression: the maps stay where the last good (clean) model's maps were. The baseline in
+    tests/camcheck-baselines was written by the clean model; a retrain that learns the watermark
+    moves its maps and fails here. After an intended change: pytest --camcheck-update-baselines."""
+    assert_pass_rate(camcheck.baseline_comparison(min_ssim=0.8), min_rate=0.9)
