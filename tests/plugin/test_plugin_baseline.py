@@ -59,11 +59,16 @@ def crash_when_the_manifest_is_replaced():
 """
 
 
+def _without_summary(text: str) -> str:
+    """The output without pytest's short summary lines (full length on CI, cut elsewhere)."""
+    return "\n".join(ln for ln in text.splitlines() if not ln.startswith(("FAILED ", "ERROR ")))
+
+
 def test_write_compare_update(camcheck_project) -> None:
     project = camcheck_project(tests=TESTS)
     first = project.run()
     first.assert_outcomes(failed=7)
-    text = first.stdout.str()
+    text = _without_summary(first.stdout.str())
     assert text.count("no baseline for features, gradcam, target label, 32x32 input") == 1
     assert text.count("was missing and was written earlier in this run") == 6
     manifest = project.root / FOLDER / "manifest.json"
@@ -182,7 +187,7 @@ def test_baselines_are_written_once_under_xdist(camcheck_project) -> None:
     args = ("-n", "2", "--camcheck-num-workers=0")  # workers load their images inline
     first = project.run(*args)
     first.assert_outcomes(failed=7)
-    text = first.stdout.str()
+    text = _without_summary(first.stdout.str())
     assert text.count("no baseline for features") == 1  # one process wrote it
     assert text.count("was missing and was written earlier in this run") == 6
     assert len(list((project.root / FOLDER).glob("maps-*.npz"))) == 1
