@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from ._atomic import fsync_dir, temp_file
 from .errors import BaselineError
 
 __all__ = [
@@ -219,35 +220,14 @@ class Baseline:
 
 
 def _atomic_write_bytes(target: Path, data: bytes) -> None:
-    """Write ``data`` to ``target``: a synced temporary file in the same folder, then a rename."""
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    tmp = Path(name)
+    """Write ``data`` to ``target``: a synced temporary file in the same folder, then a rename
+    (through ``_replace``, which tests swap to simulate a crash)."""
+    tmp = temp_file(target, lambda fh: fh.write(data), binary=True)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            if os.chmod in os.supports_fd:  # mkstemp makes it private: give it open()'s mode
-                mask = os.umask(0o022)
-                os.umask(mask)
-                os.chmod(fh.fileno(), 0o666 & ~mask)
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
         _replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_dir(target.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory handles
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
+    fsync_dir(target.parent)
 
 
 def _now() -> str:

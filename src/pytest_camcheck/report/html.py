@@ -23,7 +23,6 @@ import binascii
 import json
 import math
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -33,6 +32,7 @@ from typing import IO, Any
 
 from markupsafe import Markup
 
+from .._atomic import atomic_write_files
 from ..errors import ConfigError
 from .files import GENERATOR, json_path_for
 from .records import SCHEMA_VERSION, jsonable
@@ -935,62 +935,6 @@ def render_html(view: ReportView) -> str:
 
 
 _jsonable = jsonable
-
-
-def _temp_file(target: Path, write: Callable[[IO[str]], None]) -> Path:
-    """Write a complete temporary file next to ``target`` (flushed and synced); return it."""
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    tmp = Path(name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            if os.chmod in os.supports_fd:
-                # mkstemp makes the file private (0600); give it the mode open() would
-                os.chmod(fh.fileno(), 0o666 & ~_umask())
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return tmp
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - e.g. platforms without directory handles
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_files(files: Sequence[tuple[Path, Callable[[IO[str]], None]]]) -> None:
-    """Write several files so that each is either complete and new or untouched.
-
-    All temporary files are written first; only when every one is complete are they moved over
-    their targets. On any error the temporary files are removed and the exception re-raised.
-    """
-    temps: list[tuple[Path, Path]] = []
-    try:
-        for target, write in files:
-            temps.append((_temp_file(target, write), target))
-        for tmp, target in temps:
-            os.replace(tmp, target)
-    finally:
-        for tmp, _ in temps:
-            tmp.unlink(missing_ok=True)
-    for directory in {target.parent for target, _ in files}:
-        _fsync_dir(directory)
 
 
 def report_json(
