@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import operator
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -39,7 +40,14 @@ __all__ = [
 
 log = logging.getLogger("pytest_camcheck")
 
-TargetSpec = int | Sequence[int] | Tensor | Callable[[Tensor], Tensor] | None
+TargetSpec = (
+    int
+    | Sequence[int]
+    | Tensor
+    | Callable[[Tensor], Tensor]
+    | Sequence[Sequence[int] | Tensor]
+    | None
+)
 OutputSelector = int | str | Callable[[Any], Tensor] | None
 
 
@@ -47,16 +55,22 @@ OutputSelector = int | str | Callable[[Any], Tensor] | None
 class CamResult:
     """The maps of one :func:`compute_cams` call.
 
+    It has one row per image, or, when ``targets`` gave a list of classes per image, one row
+    per (image, class) pair, in image order and then in the order the classes were given;
+    ``image_index`` says which image each row comes from. ``B`` below is the number of rows.
+
     Attributes:
         layers: resolved layer names, in request order.
         maps: layer -> float32 ``(B, H, W)`` at input resolution, in [0, 1]: ReLU, bilinear
-            upsampling (``align_corners=False``), per-image min-max. Degenerate maps are zeros.
+            upsampling (``align_corners=False``), per-row min-max. Degenerate maps are zeros.
         raw: layer -> signed float32 ``(B, h, w)`` at the layer's resolution.
-        targets: ``(B,)`` int64 class explained per image (``-1`` for a callable target).
-        logits: ``(B, classes)`` float32 model output.
+        targets: ``(B,)`` int64 class explained per row (``-1`` for a callable target).
+        logits: ``(B, classes)`` float32 model output of each row's image.
         degenerate: layer -> bool ``(B,)``: the map was constant, all zero or non-finite.
         method: the CAM method's name.
         auto_layer: whether the layer was chosen automatically.
+        image_index: ``(B,)`` int64 index, in the input batch, of the image of each row
+            (``arange(B)`` without per-image class lists; None in results built by hand).
     """
 
     layers: tuple[str, ...]
@@ -68,6 +82,7 @@ class CamResult:
     method: str
     auto_layer: bool = False
     extras: dict[str, Any] = field(default_factory=dict, compare=False)
+    image_index: Tensor | None = None
 
     def _single(self) -> str:
         if len(self.layers) != 1:
@@ -103,6 +118,7 @@ class CamResult:
             targets=self.targets.to(device),
             logits=self.logits.to(device),
             degenerate=mv(self.degenerate),
+            image_index=None if self.image_index is None else self.image_index.to(device),
         )
 
     def cpu(self) -> CamResult:
@@ -139,6 +155,9 @@ def normalise_maps(maps: Tensor, degenerate: Tensor | None = None) -> Tensor:
 
 def postprocess(raw: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
     """Raw ``(B, h, w)`` -> (display maps ``(B, H, W)``, degenerate ``(B,)``)."""
+    if raw.shape[0] == 0:
+        empty = raw.new_zeros((0, *size))
+        return empty, torch.zeros(0, dtype=torch.bool, device=raw.device)
     degenerate = is_degenerate(raw)
     pos = torch.nan_to_num(raw, nan=0.0, posinf=0.0, neginf=0.0).clamp(min=0)
     up = F.interpolate(pos[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
@@ -260,11 +279,7 @@ def _resolve_targets(spec: TargetSpec, logits: Tensor) -> tuple[Tensor, Tensor]:
                 f"a callable target must return a (B,) = ({b},) score tensor, got {shape}"
             )
         return torch.full((b,), -1, dtype=torch.long, device=logits.device), score
-    if logits.dim() != 2:
-        raise EngineError(
-            f"the model output has shape {tuple(logits.shape)}; class targets need (B, classes) "
-            "logits: pass output= to select them, or a callable target returning a (B,) score"
-        )
+    _class_logits_check(logits)
     k = logits.shape[1]
     if spec is None:
         t = logits.detach().argmax(dim=1)
@@ -284,13 +299,170 @@ def _resolve_targets(spec: TargetSpec, logits: Tensor) -> tuple[Tensor, Tensor]:
                 "per image, a single int, or None for the predicted class"
             )
         t = t.long()
+    _check_range(t, k)
+    score = logits.gather(1, t[:, None])[:, 0]
+    return t, score
+
+
+def _check_range(t: Tensor, k: int) -> None:
     if t.numel() and (int(t.min()) < 0 or int(t.max()) >= k):
         bad = sorted({int(v) for v in t.tolist() if v < 0 or v >= k})
         raise EngineError(
             f"target class {bad} out of range: the model has {k} classes (0..{k - 1})"
         )
-    score = logits.gather(1, t[:, None])[:, 0]
-    return t, score
+
+
+def _class_logits_check(logits: Tensor) -> None:
+    if logits.dim() != 2:
+        raise EngineError(
+            f"the model output has shape {tuple(logits.shape)}; class targets need (B, classes) "
+            "logits: pass output= to select them, or a callable target returning a (B,) score"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# several classes per image ("pairs mode")
+
+
+def _is_class_list(entry: Any) -> bool:
+    """Whether one entry of ``targets`` is a list of classes (not a single class)."""
+    if isinstance(entry, (list, tuple)):
+        return True
+    if isinstance(entry, Tensor):
+        return entry.dim() >= 1
+    return not callable(entry) and getattr(entry, "ndim", 0) >= 1  # a NumPy array
+
+
+def _class_row(entry: Any, i: int) -> Tensor:
+    """One image's classes as a 1-d int64 CPU tensor."""
+    if isinstance(entry, (list, tuple)):
+        classes = []
+        for v in entry:
+            if isinstance(v, Tensor) and v.numel() == 1 and not v.is_floating_point():
+                v = v.reshape(())
+            if callable(v) and not isinstance(v, Tensor):
+                raise EngineError(
+                    f"targets[{i}] holds a callable: a list of classes per image takes class "
+                    "indices only; a callable target scores the whole batch (targets=fn)"
+                )
+            is_bool = isinstance(v, bool) or (isinstance(v, Tensor) and v.dtype == torch.bool)
+            try:
+                if is_bool:
+                    raise TypeError
+                classes.append(operator.index(v))
+            except TypeError:
+                raise EngineError(
+                    f"targets[{i}] must hold integer class indices, got {v!r}"
+                ) from None
+        return torch.tensor(classes, dtype=torch.long)
+    t = entry.detach() if isinstance(entry, Tensor) else torch.as_tensor(entry)
+    if t.dim() != 1:
+        raise EngineError(
+            f"targets[{i}] must be a 1-d list of class indices, got shape {tuple(t.shape)}"
+        )
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise EngineError(f"targets[{i}] must hold integer class indices, got dtype {t.dtype}")
+    return t.to(device="cpu", dtype=torch.long)
+
+
+def _per_image_classes(spec: Any, total: int) -> list[Tensor] | None:
+    """The classes of each image when ``spec`` is a list of per-image class lists, else None."""
+    if not isinstance(spec, (list, tuple)) or not any(_is_class_list(e) for e in spec):
+        return None
+    if len(spec) != total:
+        raise EngineError(
+            f"targets has {len(spec)} lists of classes but there are {total} images; pass "
+            "exactly one list of classes per image ([] for an image to skip)"
+        )
+    rows = []
+    for i, entry in enumerate(spec):
+        if callable(entry) and not isinstance(entry, Tensor):
+            raise EngineError(
+                f"targets[{i}] is a callable: callables are not allowed per image; a callable "
+                "target scores the whole batch (targets=fn)"
+            )
+        if not _is_class_list(entry):
+            raise EngineError(
+                f"targets[{i}] is {entry!r}, but other entries are lists of classes: when "
+                "targets gives several classes per image, every entry must be a list "
+                "([c] for one class, [] for none)"
+            )
+        rows.append(_class_row(entry, i))
+    return rows
+
+
+@dataclass(frozen=True)
+class _Pairs:
+    """The (image, class) rows of one chunk of images in pairs mode (CPU int64 tensors)."""
+
+    image: Tensor  # (R,) the chunk-local image of each row
+    classes: Tensor  # (R,) the class of each row
+    slot: Tensor  # (R,) the position of the class in its image's list
+    width: int  # K: the most classes of one image in the chunk
+    everything: Tensor  # the classes of every image of the call (range-checked)
+
+    @classmethod
+    def of(cls, rows: list[Tensor], everything: Tensor) -> _Pairs:
+        counts = torch.tensor([r.numel() for r in rows], dtype=torch.long)
+        image = torch.repeat_interleave(torch.arange(len(rows)), counts)
+        slot = torch.cat([torch.arange(r.numel()) for r in rows])
+        classes = torch.cat(rows)
+        return cls(image, classes, slot, int(counts.max()) if len(rows) else 0, everything)
+
+
+def _pair_gradients(
+    logits: Tensor, acts: list[Tensor], image: Tensor, classes: Tensor, slot: Tensor, width: int
+) -> list[Tensor]:
+    """Per layer, the ``(R, ...)`` gradient of each row's class logit w.r.t. its image's layer.
+
+    One backward: the K one-hot grad_outputs ``(K, B, classes)`` are batched by autograd
+    (``is_grads_batched``). Should that fail (no batching rule for some op of the model), it
+    falls back to one backward per slot k, each summing the k-th class logit of every image
+    that has one, from the same forward.
+    """
+    onehot = torch.zeros((width, *logits.shape), dtype=logits.dtype, device=logits.device)
+    onehot[slot, image, classes] = 1
+    if width == 1:
+        got = torch.autograd.grad(logits, acts, grad_outputs=onehot[0], allow_unused=True)
+        return [
+            torch.zeros_like(a).index_select(0, image) if g is None else g.index_select(0, image)
+            for a, g in zip(acts, got)
+        ]
+    try:
+        got = torch.autograd.grad(
+            logits,
+            acts,
+            grad_outputs=onehot,
+            is_grads_batched=True,
+            retain_graph=True,  # a failure half-way must leave the graph for the fallback
+            allow_unused=True,
+        )
+    except Exception as exc:  # whatever vmap cannot do: take the per-slot path
+        log.debug(
+            "batched backward of %d classes per image failed (%s: %s); running one backward "
+            "per class slot instead",
+            width,
+            type(exc).__name__,
+            exc,
+        )
+    else:
+        return [
+            torch.zeros((image.shape[0], *a.shape[1:]), dtype=a.dtype, device=a.device)
+            if g is None
+            else g[slot, image]
+            for a, g in zip(acts, got)
+        ]
+    out = [
+        torch.zeros((image.shape[0], *a.shape[1:]), dtype=a.dtype, device=a.device) for a in acts
+    ]
+    for k in range(width):
+        rows = (slot == k).nonzero()[:, 0]
+        score = logits[image[rows], classes[rows]].sum()
+        got = torch.autograd.grad(score, acts, retain_graph=k < width - 1, allow_unused=True)
+        for o, g in zip(out, got):
+            if g is not None:
+                o[rows] = g.index_select(0, image[rows]).to(o.dtype)
+    return out
 
 
 def _amp_context(amp: bool | torch.dtype | None, device: torch.device):
@@ -355,6 +527,9 @@ class _Batch:
         self.linears: list[nn.Linear] = []
         self.logits: Tensor | None = None
         self.act_dtypes: dict[str, torch.dtype] = {}
+        # Pairs mode: the image of each row. The methods then see x and logits expanded to one
+        # row per (image, class) pair; rows of the same image share their masked forwards.
+        self.row_image: Tensor | None = None
 
     # -- hooks ---------------------------------------------------------------------------
     def _layer_hook(self, name: str) -> Callable[..., Any]:
@@ -465,7 +640,14 @@ class _Batch:
         h, w = self.x.shape[-2:]
         b, c = activations.shape[:2]
         out = torch.empty(b, c, device=activations.device)
-        for i in range(b):
+        # Rows of one image (pairs mode) have the same activations and input: its masked
+        # forwards run once and give the scores of all its classes.
+        groups: dict[int, list[int]] = {}
+        keys = range(b) if self.row_image is None else self.row_image.tolist()
+        for row, key in enumerate(keys):
+            groups.setdefault(int(key), []).append(row)
+        for members in groups.values():
+            i = members[0]
             up = F.interpolate(
                 activations[i : i + 1], size=(h, w), mode="bilinear", align_corners=False
             )[0]
@@ -474,11 +656,12 @@ class _Batch:
             hi = flat.amax(dim=1).view(c, 1, 1)
             span = hi - lo
             masks = torch.where(span > 0, (up - lo) / torch.where(span > 0, span, 1.0), 0.0)
-            t = int(targets[i])
+            rows = torch.tensor(members, device=activations.device)
+            t = targets[members].to(activations.device)
             for s in range(0, c, self.chunk):
                 m = masks[s : s + self.chunk, None].to(self.x.dtype)
                 logits = select_output(self.model(self.x[i : i + 1] * m), self.output)
-                out[i, s : s + m.shape[0]] = logits[:, t].float()
+                out[rows, s : s + m.shape[0]] = logits[:, t].float().T
         return out
 
 
@@ -515,14 +698,21 @@ def _run_batch(
     x: Tensor,
     layers: list[tuple[str, nn.Module]],
     method: CamMethod,
-    targets: TargetSpec,
+    targets: TargetSpec | _Pairs,
     reshape: Reshape | str | None,
     output: OutputSelector,
     amp: bool | torch.dtype | None,
     chunk: int,
-) -> tuple[dict[str, Tensor], Tensor, Tensor]:
+) -> tuple[dict[str, Tensor], Tensor, Tensor, Tensor]:
+    """One forward (and one backward) of a chunk of images.
+
+    Returns:
+        ``(raw maps per layer, targets, float32 logits, image of each row)``: one row per image,
+        or one per (image, class) pair when ``targets`` is a :class:`_Pairs`.
+    """
     state = _Batch(model, x, layers, method, output, chunk)
     device = x.device
+    pairs = targets if isinstance(targets, _Pairs) else None
     with state.hooks():
         torch.set_grad_enabled(False)
         with _amp_context(amp, device):
@@ -540,25 +730,48 @@ def _run_batch(
                     else ""
                 )
             )
-        tgt, score = _resolve_targets(targets, logits)
+        if pairs is None:
+            tgt, score = _resolve_targets(targets, logits)  # type: ignore[arg-type]
+            rows = torch.arange(logits.shape[0], device=device)
+        else:
+            _class_logits_check(logits)
+            _check_range(pairs.everything, logits.shape[1])
+            tgt, score = pairs.classes.to(logits.device), logits
+            rows = pairs.image.to(logits.device)
     names = [n for n, _ in layers]
     acts = [state.acts[n] for n in names]
     grads: list[Tensor | None] = [None] * len(names)
-    if method.needs_gradients:
+    n_rows = int(rows.shape[0])
+    if method.needs_gradients and n_rows:
         if not score.requires_grad:
             raise EngineError(
                 "the target score does not depend on the layer through autograd (does the model "
                 "detach its output or run under torch.no_grad() inside forward?)"
             )
-        got = torch.autograd.grad(score.sum(), acts, allow_unused=True)
-        grads = [torch.zeros_like(a) if g is None else g for a, g in zip(acts, got)]
+        if pairs is None:
+            got = torch.autograd.grad(score.sum(), acts, allow_unused=True)
+            grads = [torch.zeros_like(a) if g is None else g for a, g in zip(acts, got)]
+        else:
+            slot = pairs.slot.to(logits.device)
+            grads = list(_pair_gradients(logits, acts, rows, tgt, slot, pairs.width))
     torch.set_grad_enabled(False)
+    if pairs is not None:
+        # Every row becomes its own "image": the methods and their services (the logits of
+        # head_weights, the input of score_masked) see one row per (image, class) pair.
+        acts = [a.detach().index_select(0, rows) for a in acts]
+        state.x = x.index_select(0, rows)
+        state.logits = logits.detach().index_select(0, rows)
+        state.row_image = rows
     raws: dict[str, Tensor] = {}
     with torch.autocast(device_type=device.type, enabled=False):
         for name, a, g in zip(names, acts, grads):
             rs = resolve_reshape(model, name, reshape, a.dim())
+            grid = _to_grid(a.detach(), rs, name)
+            if n_rows == 0:
+                raws[name] = grid.new_zeros((0, *grid.shape[2:]))
+                continue
             inp = MethodInput(
-                activations=_to_grid(a.detach(), rs, name),
+                activations=grid,
                 gradients=None if g is None else _to_grid(g.detach(), rs, name),
                 targets=tgt,
                 layer=name,
@@ -566,7 +779,7 @@ def _run_batch(
             )
             raw = method.fn(inp)
             raws[name] = raw.detach().float()
-    return raws, tgt.detach(), logits.detach().float()
+    return raws, tgt.detach(), state.logits.detach().float(), rows
 
 
 def compute_cams(
@@ -597,7 +810,12 @@ def compute_cams(
             ``"scorecam"``, ``"eigencam"``).
         targets: None (predicted class), one class for the whole batch (an int, a 0-d tensor or
             a NumPy integer), one index per image (list, tensor, array), or a callable
-            ``logits -> (B,) score``. The score is the raw logit of the target class.
+            ``logits -> (B,) score``. The score is the raw logit of the target class. A list
+            with one list of classes per image (``[[3, 5], [2], []]``; entries may also be 1-d
+            tensors or arrays) explains several classes per image: the result then has one
+            row per (image, class) pair, in image order and then in the given order
+            (``image_index`` names each row's image; an empty list gives no row). All classes
+            of an image come from one forward and one batched backward.
         reshape: for token models, a callable ``(B, N, C) -> (B, C, h, w)`` or ``"tokens"`` /
             ``"nhwc"``; torchvision ViT and Swin are handled without it.
         batch_size: split the images into chunks of this size (None: one batch). Score-CAM also
@@ -609,7 +827,8 @@ def compute_cams(
         progress: called as ``progress(done, total)`` after each chunk.
 
     Returns:
-        A :class:`CamResult` whose tensors live on the model's device.
+        A :class:`CamResult` whose tensors live on the model's device: one row per image, or
+        per (image, class) pair with per-image lists of classes.
 
     Raises:
         EngineError: bad layers, targets, images, or a model the method cannot explain.
@@ -636,6 +855,8 @@ def compute_cams(
     total = x_all.shape[0]
     step = batch_size or total
     chunk = batch_size or 64
+    per_image = _per_image_classes(targets, total)
+    everything = torch.cat(per_image) if per_image is not None else None
 
     def prepare(x: Tensor) -> Tensor:
         x = x.to(device=device, dtype=dtype if dtype.is_floating_point else x.dtype)
@@ -643,7 +864,12 @@ def compute_cams(
             x = x.clone()
         return x
 
-    if targets is not None and not isinstance(targets, int) and not callable(targets):
+    if (
+        per_image is None
+        and targets is not None
+        and not isinstance(targets, int)
+        and not callable(targets)
+    ):
         as_tensor = torch.as_tensor(targets)
         integer = not as_tensor.is_floating_point() and as_tensor.dtype != torch.bool
         if as_tensor.dim() == 0 and integer:
@@ -660,11 +886,15 @@ def compute_cams(
         degens: dict[str, list[Tensor]] = {n: [] for n, _ in pairs}
         tgts: list[Tensor] = []
         logits: list[Tensor] = []
+        images: list[Tensor] = []
         size = (int(x_all.shape[-2]), int(x_all.shape[-1]))
         for start in range(0, total, step):
             x = prepare(x_all[start : start + step])
-            t = targets
-            if t is not None and not isinstance(t, int) and not callable(t):
+            t: TargetSpec | _Pairs = targets
+            if per_image is not None:
+                assert everything is not None
+                t = _Pairs.of(per_image[start : start + step], everything)
+            elif t is not None and not isinstance(t, int) and not callable(t):
                 t = torch.as_tensor(t).reshape(-1)
                 if t.numel() != total:
                     raise EngineError(
@@ -672,7 +902,7 @@ def compute_cams(
                         "target per image, a single int, or None for the predicted class"
                     )
                 t = t[start : start + step]
-            r, tg, lg = _run_batch(model, x, pairs, m, t, reshape, output, amp, chunk)
+            r, tg, lg, rows = _run_batch(model, x, pairs, m, t, reshape, output, amp, chunk)
             for n, raw in r.items():
                 dm, dg = postprocess(raw, size)
                 raws[n].append(raw)
@@ -680,6 +910,7 @@ def compute_cams(
                 degens[n].append(dg)
             tgts.append(tg)
             logits.append(lg)
+            images.append(rows + start)
             if progress is not None:
                 progress(min(start + step, total), total)
     names = tuple(n for n, _ in pairs)
@@ -692,4 +923,5 @@ def compute_cams(
         degenerate={n: torch.cat(degens[n]) for n in names},
         method=m.name,
         auto_layer=auto,
+        image_index=torch.cat(images),
     )
