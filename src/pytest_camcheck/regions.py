@@ -375,6 +375,12 @@ class Sample:
         image: the pixels, when already loaded (a PIL image or a ``(C, H, W)`` tensor).
         class_name: a readable name of the class, when known.
         meta: anything else worth showing in the report.
+        labels: the label indices of the classes present in an image with objects of several
+            classes (a multi-object dataset), first-seen order; ``()`` otherwise.
+        class_regions: label index -> that class's regions (in the coordinates of ``image``):
+            ``"<class>"`` the union of the class's objects, ``"<class>#1"``, ``"<class>#2"``...
+            each instance on its own, and the class's other named regions (parts); ``{}``
+            outside multi-object datasets.
     """
 
     id: str
@@ -384,6 +390,8 @@ class Sample:
     image: Any = None
     class_name: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    labels: tuple[int, ...] = ()
+    class_regions: dict[int, dict[str, Region]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if isinstance(self.regions, Mapping):

@@ -24,6 +24,7 @@ from ..regions import Box, Region
 
 __all__ = [
     "TRIMAP_VALUES",
+    "AnnotatedObject",
     "ImageAnnotation",
     "MaskFile",
     "annotation_map",
@@ -123,11 +124,35 @@ def is_trimap(values: np.ndarray) -> bool:
 
 
 @dataclass
+class AnnotatedObject:
+    """One annotated object instance of an image (a VOC ``<object>`` or ``<part>``, a COCO
+    annotation, a CSV row with a label and a region).
+
+    Attributes:
+        cls: the object's class, a name or an integer index (a VOC part's class is its parent
+            object's name).
+        name: the region name the object contributes to (a VOC part's own name, a CSV row's
+            ``region``; the class name for VOC objects and COCO annotations).
+        region: this instance's box or mask, in the original image's pixel coordinates.
+        source: the file and line or entry it comes from, named in error messages.
+        difficult: VOC ``<difficult>1</difficult>`` (a part inherits its object's flag).
+    """
+
+    cls: str | int
+    name: str
+    region: Region
+    source: str
+    difficult: bool = False
+
+
+@dataclass
 class ImageAnnotation:
     """The annotations of one image.
 
     Attributes:
-        label: the image's class as a name or an index, when the annotation gives one.
+        label: the image's one class as a name or an index, when the annotations give one
+            (CSV ``label``); None when they give none or several different ones (see
+            :attr:`classes`).
         regions: boxes and masks in the original image's pixel coordinates, one per name.
         masks: mask PNGs read when the sample is loaded (see :class:`MaskFile`).
         sources: where the annotations came from (``file`` or ``file:line``), for messages.
@@ -136,6 +161,9 @@ class ImageAnnotation:
         mask_sources: region name -> the files (and entries) that gave its mask.
         declared_sizes: every ``((width, height), source)`` an annotation file declares for the
             image (see :meth:`declare_size`); checked against the real image when it is loaded.
+        objects: every annotated object instance, in file order (see :class:`AnnotatedObject`);
+            their regions are also merged by name into ``regions``.
+        labels: the distinct image-level labels given (CSV ``label`` column), first-seen order.
     """
 
     label: str | int | None = None
@@ -146,6 +174,9 @@ class ImageAnnotation:
     box_sources: dict[tuple[str, Box], str] = field(default_factory=dict)
     mask_sources: dict[str, list[str]] = field(default_factory=dict)
     declared_sizes: list[tuple[tuple[int, int], str]] = field(default_factory=list)
+    objects: list[AnnotatedObject] = field(default_factory=list)
+    labels: list[str | int] = field(default_factory=list)
+    _seen: list[str | int] = field(default_factory=list, init=False, repr=False, compare=False)
 
     def declare_size(self, size: tuple[int, int] | None, source: str) -> None:
         """Record the image's ``(width, height)`` as ``source`` declares it.
@@ -211,26 +242,77 @@ class ImageAnnotation:
         if source not in self.sources:
             self.sources.append(source)
 
+    def add_object(self, obj: AnnotatedObject) -> None:
+        """Add one object instance: kept in :attr:`objects`, and its region merged by name into
+        :attr:`regions` (its ``source`` recorded for messages)."""
+        self.objects.append(obj)
+        self._see(obj.cls)
+        region = obj.region
+        if region.name != obj.name:
+            region = Region(obj.name, region.boxes, region.mask)
+        self.add_region(region, obj.source)
+
+    def _see(self, cls: str | int) -> None:
+        if not any(_same_class(cls, c) for c in self._seen):
+            self._seen.append(cls)
+
     def set_label(self, label: str | int | None, where: str) -> None:
-        """Record the image's label.
+        """Record an image-level label.
+
+        Several different labels are allowed (an image with objects of several classes):
+        :attr:`label` is the label while all labels given agree, and None once two differ;
+        :attr:`classes` lists them all.
 
         Raises:
-            DataError: the image already has a different label; ``where`` names the culprit.
+            DataError: the image's labels mix class names and integer indices; ``where``
+                names the culprit.
         """
         if label is None or label == "":
             return
-        if self.label is not None and self.label != label:
-            raise DataError(
-                f"{where}: label {label!r} contradicts the label {self.label!r} given earlier "
-                f"({', '.join(self.sources) or 'same file'}); give each image one label"
-            )
-        self.label = label
+        given = list(self.labels)
+        if self.label is not None and not any(_same_class(self.label, c) for c in given):
+            given.insert(0, self.label)  # set directly, without set_label
+        for old in given:
+            if isinstance(old, str) != isinstance(label, str):
+                raise DataError(
+                    f"{where}: label {label!r} and the label {old!r} given earlier "
+                    f"({', '.join(self.sources) or 'same file'}) mix a class name and an "
+                    "integer index; name the classes of one image the same way"
+                )
+        if not any(_same_class(label, c) for c in given):
+            given.append(label)
+        self.labels = given
+        for c in given:
+            self._see(c)
+        self.label = given[0] if len(given) == 1 else None
+
+    @property
+    def classes(self) -> list[str | int]:
+        """The distinct classes present in the image, first-seen order: the classes of its
+        objects and its image-level labels (CSV rows with a label and no region)."""
+        out: list[str | int] = []
+        extra = [o.cls for o in self.objects] + list(self.labels)
+        if self.label is not None:
+            extra.append(self.label)
+        for cls in [*self._seen, *extra]:
+            if not any(_same_class(cls, c) for c in out):
+                out.append(cls)
+        return out
 
     def update(self, other: ImageAnnotation) -> None:
         """Merge another annotation of the same image into this one."""
         for src in other.sources:
             self.add_source(src)
-        self.set_label(other.label, ", ".join(other.sources) or "annotations")
+        where = ", ".join(other.sources) or "annotations"
+        given = list(other.labels)
+        if other.label is not None and not any(_same_class(other.label, c) for c in given):
+            given.insert(0, other.label)
+        for cls in other.classes:
+            if not any(_same_class(cls, c) for c in given):
+                self._see(cls)  # an object's class: first-seen order across both
+            else:
+                self.set_label(cls, where)
+        self.objects.extend(other.objects)
         for region in other.regions:
             self.add_region(region)
         for key, src in other.box_sources.items():
@@ -273,6 +355,12 @@ class ImageAnnotation:
             old = out.get(region.name)
             out[region.name] = region if old is None else merge_regions(old, region)
         return out
+
+
+def _same_class(a: str | int, b: str | int) -> bool:
+    """Whether two classes are the same: equal and of the same kind (``1`` is not ``"1"``,
+    ``True`` is not ``1``)."""
+    return type(a) is type(b) and a == b
 
 
 def annotation_map(found: Mapping[str, ImageAnnotation]) -> dict[str, ImageAnnotation]:

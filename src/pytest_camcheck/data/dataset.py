@@ -10,6 +10,13 @@ the one its VOC/COCO file declares, a box of zero area or outside the image, an 
 region the transform crops away, a channels-last tensor) raises a one-line
 :class:`~pytest_camcheck.errors.DataError` from ``ds[i]`` naming the sample and the file (and
 line, when known), so that the plugin fails that sample's items only.
+
+A folder dataset is *multi-object* (:attr:`AnnotatedDataset.multi_object`) when an image's
+annotations hold objects of two classes or more (a VOC image with a person and a dog, several
+COCO categories, several CSV labels). Its :meth:`~AnnotatedDataset.sample_labels` give each
+image's classes (read from the annotations, no image loaded) and each loaded sample carries
+``labels`` and ``class_regions`` (each class's regions, instance by instance). A dataset with
+no such image behaves exactly as a single-label one.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from .._spec import import_from_spec, looks_like_spec
 from ..errors import CamcheckError, ConfigError, DataError
 from ..regions import Box, Region, Sample, as_region
 from ._userframes import describe_exception
-from .annotations import ImageAnnotation
+from .annotations import AnnotatedObject, ImageAnnotation, merge_regions
 from .images import IMAGE_EXTENSIONS, ImageIndex, list_images, load_image, read_image_size
 from .readers import read_annotations
 from .transforms import (
@@ -170,7 +177,11 @@ class AnnotatedDataset(Dataset):
 
     Attributes:
         transform: the transform applied to each image (with its regions).
+        multi_object: whether some image holds objects of several classes (see
+            :meth:`sample_labels`); False unless a subclass says otherwise.
     """
+
+    multi_object: bool = False
 
     def __init__(
         self, ids: Sequence[str], class_names: Sequence[str] | None, transform: PairedTransform
@@ -250,6 +261,16 @@ class AnnotatedDataset(Dataset):
         """Names of sample ``index``'s regions when known without loading it, else None."""
         return None
 
+    def sample_labels(self, index: int) -> tuple[int, ...]:
+        """The label indices of the classes present in image ``index`` (first-seen order),
+        read without loading it; ``()`` unless the dataset is :attr:`multi_object`."""
+        return ()
+
+    def sample_difficult(self, index: int) -> tuple[int, ...]:
+        """The label indices of :meth:`sample_labels` whose objects in image ``index`` are all
+        marked difficult (VOC ``<difficult>1</difficult>``); ``()`` when none is."""
+        return ()
+
     def check_images(self) -> None:
         """Check every image up front (a subclass fills this in).
 
@@ -284,9 +305,20 @@ class FolderDataset(AnnotatedDataset):
         root: the dataset folder.
         images: image paths relative to ``root`` (``/`` separators), in dataset order.
         annotations: relative path -> annotation (original pixel coordinates).
-        labels: class index per image (None when unknown).
+        labels: class index per image (None when unknown, or when the image holds several
+            classes).
         class_names: class names by index, when known.
         transform: the image transform.
+
+    Attributes:
+        multi_object: whether an image's annotations hold objects of two classes or more.
+            Then every annotation class must be one of ``class_names`` (or, with no class
+            names, an integer index), :meth:`sample_labels` gives each image's classes and
+            each loaded sample's ``labels`` and ``class_regions`` are filled in.
+
+    Raises:
+        DataError: in a multi-object dataset, an annotation class that is not a class of the
+            dataset (the message names the image, the class and the dataset's classes).
     """
 
     def __init__(
@@ -305,6 +337,74 @@ class FolderDataset(AnnotatedDataset):
         self.labels = list(labels)
         #: image path -> model output index, for annotation labels that are model indices
         self.model_labels: dict[str, int] = {}
+        self.multi_object = _is_multi_object(self.images, self.annotations)
+        self._pairs: list[tuple[int, ...]] = []
+        self._difficult: list[tuple[int, ...]] = []
+        if self.multi_object:
+            for rel in self.images:
+                ann = self.annotations.get(rel)
+                pairs = _class_indices(rel, ann, self._class_names)
+                self._pairs.append(pairs)
+                self._difficult.append(_difficult_labels(ann, pairs, self._class_names))
+
+    def sample_labels(self, index: int) -> tuple[int, ...]:
+        """The label indices (into :attr:`class_names`, or the integer classes themselves when
+        there are no class names) of the classes present in image ``index``, first-seen order,
+        read from the annotations without loading the image. ``()`` for an image with no
+        class, and for every image of a dataset that is not :attr:`multi_object`.
+
+        Raises:
+            IndexError: out of range.
+        """
+        if not self.multi_object:
+            return ()
+        return self._pairs[index]
+
+    def sample_difficult(self, index: int) -> tuple[int, ...]:
+        """The label indices of :meth:`sample_labels` whose objects in image ``index`` are all
+        VOC-difficult (TorchRay skips such pairs); ``()`` when none is, and in a dataset that
+        is not :attr:`multi_object`.
+
+        Raises:
+            IndexError: out of range.
+        """
+        if not self.multi_object:
+            return ()
+        return self._difficult[index]
+
+    def _class_label_name(self, label: int) -> str:
+        names = self._class_names
+        if names is not None and 0 <= label < len(names):
+            return names[label]
+        return str(label)
+
+    def _object_keys(
+        self, i: int, ann: ImageAnnotation | None, reserved: set[str]
+    ) -> list[tuple[int, AnnotatedObject, str]]:
+        """``(label index, object, key)`` for each object of image ``i`` in a multi-object
+        dataset, the key unique among ``reserved`` (the merged regions' names) and readable in
+        messages: ``"chair (object 2 of class chair)"``, ``"head (part 1 of class person)"``."""
+        if not self.multi_object or ann is None:
+            return []
+        out: list[tuple[int, AnnotatedObject, str]] = []
+        used = set(reserved)
+        counts: Counter[tuple[int, str, bool]] = Counter()
+        for obj in ann.objects:
+            label = _class_index(obj.cls, self._class_names)
+            if label is None:  # checked when the dataset was built
+                raise DataError(f"{obj.source}: class {obj.cls!r} is not a class of the dataset")
+            cname = self._class_label_name(label)
+            instance = obj.name == str(obj.cls)
+            counts[(label, obj.name, instance)] += 1
+            n = counts[(label, obj.name, instance)]
+            kind = "object" if instance else "part"
+            key = base = f"{obj.name} ({kind} {n} of class {cname})"
+            k = 2
+            while key in used:
+                key, k = f"{base} [{k}]", k + 1
+            used.add(key)
+            out.append((label, obj, key))
+        return out
 
     def region_names(self, index: int) -> list[str]:
         """Names of sample ``index``'s regions, read from the annotations (no image is loaded)."""
@@ -326,10 +426,17 @@ class FolderDataset(AnnotatedDataset):
             except DataError as exc:
                 raise DataError(f"sample {sid!r}: {exc}") from None
         regions = check_regions(sid, regions, width, height, ann or "")
-        tensor, regions = self.transform(image, regions, sid)
+        keyed = self._object_keys(i, ann, set(regions))
+        instances: dict[str, Region] = {}
+        for _, obj, key in keyed:
+            instances.update(check_regions(sid, {key: obj.region}, width, height, obj.source))
+        tensor, moved = self.transform(image, {**regions, **instances}, sid)
         check_transformed(
-            sid, regions, int(tensor.shape[-1]), int(tensor.shape[-2]), self.transform.name
+            sid, moved, int(tensor.shape[-1]), int(tensor.shape[-2]), self.transform.name
         )
+        regions = {name: moved[name] for name in regions}
+        pairs = self._pairs[i] if self.multi_object else ()
+        class_regions = self._class_regions(pairs, keyed, moved)
         label = self.labels[i]
         meta = self._meta((width, height), tensor, applied=True)
         if ann:
@@ -344,7 +451,41 @@ class FolderDataset(AnnotatedDataset):
             image=tensor,
             class_name=_class_name(self._class_names, label),
             meta=meta,
+            labels=pairs,
+            class_regions=class_regions,
         )
+
+    def _class_regions(
+        self,
+        pairs: tuple[int, ...],
+        keyed: list[tuple[int, AnnotatedObject, str]],
+        moved: Mapping[str, Region],
+    ) -> dict[int, dict[str, Region]]:
+        """Label index -> that class's regions, from the transformed instance regions.
+
+        ``"<class>"`` is the union of the class's objects named like the class (of all its
+        objects when none is), ``"<class>#1"``, ``"<class>#2"``... each of those on its own
+        (file order), and every other region name of the class (parts) merged by name.
+        """
+        out: dict[int, dict[str, Region]] = {}
+        for label in pairs:
+            cname = self._class_label_name(label)
+            mine = [(obj, moved[key]) for lab, obj, key in keyed if lab == label]
+            whole = [r for obj, r in mine if obj.name == str(obj.cls)]
+            parts: dict[str, list[Region]] = {}
+            for obj, r in mine:
+                if obj.name != str(obj.cls):
+                    parts.setdefault(obj.name, []).append(r)
+            group: dict[str, Region] = {}
+            if whole or mine:
+                group[cname] = _union(cname, whole or [r for _, r in mine])
+            for j, r in enumerate(whole, start=1):
+                group[f"{cname}#{j}"] = Region(f"{cname}#{j}", r.boxes, r.mask)
+            for name, found in parts.items():
+                if name not in group:
+                    group[name] = _union(name, found)
+            out[label] = group
+        return out
 
     def check_images(self) -> None:
         """Open every image's header (and every mask's) and check the boxes against the sizes.
@@ -357,7 +498,7 @@ class FolderDataset(AnnotatedDataset):
                 wrong size.
         """
         problems: list[str] = []
-        for rel, sid in zip(self.images, self._ids):
+        for i, (rel, sid) in enumerate(zip(self.images, self._ids)):
             try:
                 width, height = read_image_size(self.root / rel)
             except DataError as exc:
@@ -369,6 +510,8 @@ class FolderDataset(AnnotatedDataset):
             try:
                 ann.check_size(sid, str(self.root / rel), width, height)
                 check_regions(sid, {r.name: r for r in ann.regions}, width, height, ann)
+                for _, obj, key in self._object_keys(i, ann, set(ann.region_names)):
+                    check_regions(sid, {key: obj.region}, width, height, obj.source)
             except DataError as exc:
                 problems.append(str(exc))
                 continue
@@ -391,6 +534,80 @@ def _class_name(class_names: Sequence[str] | None, label: int | None) -> str | N
     if class_names is None or label is None or not 0 <= label < len(class_names):
         return None
     return class_names[label]
+
+
+def _union(name: str, regions: Sequence[Region]) -> Region:
+    """One region named ``name``: the boxes of all and the union of their masks."""
+    out = Region(name, regions[0].boxes, regions[0].mask)
+    for r in regions[1:]:
+        out = merge_regions(out, r)
+    return out
+
+
+def _is_multi_object(images: Sequence[str], annotations: Mapping[str, ImageAnnotation]) -> bool:
+    """Whether some image's annotations hold two classes or more."""
+    for rel in images:
+        ann = annotations.get(rel)
+        if ann is not None and len(ann.classes) >= 2:
+            return True
+    return False
+
+
+def _class_index(cls: str | int, class_names: Sequence[str] | None) -> int | None:
+    """The label index of an annotation class: its position in ``class_names``, or the
+    integer itself when there are no class names; None when it is neither."""
+    if class_names is not None:
+        if isinstance(cls, str) and cls in class_names:
+            return list(class_names).index(cls)
+        return None
+    if isinstance(cls, int) and not isinstance(cls, bool):
+        return cls
+    return None
+
+
+def _class_indices(
+    rel: str, ann: ImageAnnotation | None, class_names: Sequence[str] | None
+) -> tuple[int, ...]:
+    """The label indices of an image's classes, first-seen order.
+
+    Raises:
+        DataError: a class is not one of ``class_names`` (or, with none, not an integer); the
+            message names the annotation, the image, the class and the dataset's classes.
+    """
+    if ann is None:
+        return ()
+    out: list[int] = []
+    for cls in ann.classes:
+        index = _class_index(cls, class_names)
+        if index is None:
+            source = next((o.source for o in ann.objects if o.cls == cls), None)
+            where = source or ann.where("") or "annotations"
+            if class_names is None:
+                known = "none: the image folder is flat and the other classes are integers"
+            else:
+                known = ", ".join(class_names) or "none"
+            raise DataError(
+                f"{where}: class {cls!r} of image {rel!r} is not a class of the dataset "
+                f"({known}); use one of them (with class folders, every annotated object's "
+                "class must be a class folder's name)"
+            )
+        if index not in out:
+            out.append(index)
+    return tuple(out)
+
+
+def _difficult_labels(
+    ann: ImageAnnotation | None, pairs: tuple[int, ...], class_names: Sequence[str] | None
+) -> tuple[int, ...]:
+    """The labels of ``pairs`` whose objects in ``ann`` are all marked difficult."""
+    if ann is None:
+        return ()
+    out = []
+    for label in pairs:
+        objs = [o for o in ann.objects if _class_index(o.cls, class_names) == label]
+        if objs and all(o.difficult for o in objs):
+            out.append(label)
+    return tuple(out)
 
 
 class FactoryDataset(AnnotatedDataset):
@@ -654,6 +871,60 @@ def _labels(
     return labels, class_names
 
 
+def _object_labels(
+    images: Sequence[str],
+    folder_labels: list[int | None],
+    class_names: list[str] | None,
+    annotations: Mapping[str, ImageAnnotation],
+) -> tuple[list[int | None], list[str] | None]:
+    """Labels and class names of a multi-object dataset (some image holds several classes).
+
+    With class folders, every annotation class must be a folder's name; in a flat folder the
+    class names are the sorted union of the images' (named) classes, and integer classes with
+    no names are model output indices. Sub-folders none of whose names is an annotation class
+    (``images/``, ``JPEGImages/``, ``train/``) are not class folders: the dataset is then read
+    as a flat one. An image's label is its class when it holds exactly one (which must agree
+    with its class folder), None when it holds several, and its class folder's (or None) when
+    it holds none.
+
+    Raises:
+        DataError: names mixed with integer classes, a class that is not a class folder, or a
+            one-class image whose class contradicts its class folder.
+    """
+    if class_names is not None:
+        named = {c for ann in annotations.values() for c in ann.classes if isinstance(c, str)}
+        if not named & set(class_names):
+            # no annotation class is a folder's name: the folders group images, not classes
+            class_names = None
+            folder_labels = [None] * len(folder_labels)
+    if class_names is None:
+        every = [(rel, c) for rel, ann in annotations.items() for c in ann.classes]
+        names = sorted({c for _, c in every if isinstance(c, str)})
+        bad = next(((rel, c) for rel, c in every if not isinstance(c, str)), None)
+        if names and bad is not None:
+            raise DataError(
+                f"annotations mix class names and integer labels (e.g. {bad[0]!r} has "
+                f"{bad[1]!r}); use one kind for every image"
+            )
+        class_names = names or None
+    labels: list[int | None] = []
+    for rel, folder_label in zip(images, folder_labels):
+        ann = annotations.get(rel)
+        pairs = _class_indices(rel, ann, class_names)
+        if len(pairs) != 1:
+            labels.append(None if pairs else folder_label)
+            continue
+        if folder_label is not None and pairs[0] != folder_label and class_names is not None:
+            where = ann.where("") if ann is not None else ""
+            raise DataError(
+                f"{where}: class {class_names[pairs[0]]!r}, the only class annotated in image "
+                f"{rel!r}, contradicts its class folder {class_names[folder_label]!r}; fix the "
+                "annotation or move the image"
+            )
+        labels.append(pairs[0])
+    return labels, class_names
+
+
 def build_dataset(
     dataset: PathLike | Any,
     annotations: PathLike | Sequence[PathLike] | None = None,
@@ -753,7 +1024,10 @@ def build_dataset(
         folder_labels = [position[rel.split("/", 1)[0]] for rel in images]
     found = read_annotations(ann_paths, ImageIndex(images, root)) if ann_paths else {}
     indices: dict[str, int] | None = {} if model_labels else None
-    labels, class_names = _labels(images, folder_labels, class_names, found, indices)
+    if _is_multi_object(images, found):
+        labels, class_names = _object_labels(images, folder_labels, class_names, found)
+    else:
+        labels, class_names = _labels(images, folder_labels, class_names, found, indices)
     dataset = FolderDataset(root, images, found, labels, class_names, paired)
     dataset.model_labels = dict(indices or {})
     return dataset

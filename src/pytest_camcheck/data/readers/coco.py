@@ -11,8 +11,10 @@ Segmentations: polygons (a list of ``[x1, y1, x2, y2, ...]`` lists) and uncompre
 (``{"counts": [...], "size": [h, w]}``) are rasterised at the image size the file declares; a
 pixel belongs to a polygon when its centre does. When an annotation has a segmentation, the
 region uses the mask and not the (coarser) bbox, so that masks stay precise: the region's pixels
-are the union of each instance's most precise shape. Compressed RLE (``counts`` as a string) is
-rejected with a :class:`~pytest_camcheck.errors.DataError`.
+are the union of each instance's most precise shape. Each annotation is also kept on its own as
+an :class:`~pytest_camcheck.data.annotations.AnnotatedObject` (class = region name = category
+name; its region is that instance's mask, or its box); ``iscrowd`` is ignored. Compressed RLE
+(``counts`` as a string) is rejected with a :class:`~pytest_camcheck.errors.DataError`.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import numpy as np
 
 from ...errors import DataError
 from ...regions import Box, Region
-from ..annotations import ImageAnnotation, annotation_map
+from ..annotations import AnnotatedObject, ImageAnnotation, annotation_map
 from ..images import ImageIndex
 
 __all__ = ["coco_box", "detect_coco", "rasterise_polygons", "read_coco"]
@@ -199,7 +201,8 @@ def read_coco(
         name = categories[entry["category_id"]]
         seg = entry.get("segmentation")
         if use_segmentation and seg not in (None, [], {}):
-            found[rel].add_region(Region(name, mask=_segmentation_mask(seg, size, where)), where)
+            region = Region(name, mask=_segmentation_mask(seg, size, where))
+            found[rel].add_object(AnnotatedObject(name, name, region, where))
             continue
         if "bbox" not in entry:
             raise DataError(f"{where} has neither `bbox` nor `segmentation`")
@@ -211,5 +214,6 @@ def read_coco(
                 f"{where}: inverted bbox {entry['bbox']!r} (negative width or height); COCO "
                 "boxes are [x, y, width, height]"
             )
-        found[rel].add_region(Region(name, (coco_box(*bbox),)), where)
+        region = Region(name, (coco_box(*bbox),))
+        found[rel].add_object(AnnotatedObject(name, name, region, where))
     return annotation_map(found)

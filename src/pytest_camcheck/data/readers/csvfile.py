@@ -2,7 +2,12 @@
 
 - ``image``: the image path relative to the dataset folder (a bare file name also works when it
   is unique in the dataset).
-- ``label``: the image's class, as a class name or an integer index; may be empty.
+- ``label``: a class of the image, as a class name or an integer index; may be empty. Rows of
+  one image may give different labels: the image holds objects of several classes (its
+  annotation's ``label`` is then None and ``classes`` lists them). A row with a label and a
+  region is an object of that class
+  (:class:`~pytest_camcheck.data.annotations.AnnotatedObject`); a row with a region and no
+  label is a region of no class.
 - ``region``, ``x0``, ``y0``, ``x1``, ``y1``: a region name and a box in the original image's
   pixel coordinates, ``x1``/``y1`` being exclusive edges: the row gives ``Box(x0, y0, x1, y1)``.
   A row may leave all five empty to give only the image's label.
@@ -22,7 +27,7 @@ from pathlib import Path
 
 from ...errors import DataError
 from ...regions import Box, Region
-from ..annotations import ImageAnnotation, annotation_map
+from ..annotations import AnnotatedObject, ImageAnnotation, annotation_map
 from ..images import ImageIndex
 
 __all__ = ["CSV_COLUMNS", "detect_csv", "parse_label", "read_csv"]
@@ -61,7 +66,7 @@ def read_csv(
 
     Raises:
         DataError: a missing column, or a bad row (missing image, unparsable or inverted box,
-            conflicting labels); the message names ``file:line``.
+            labels of one image that mix names and indices); the message names ``file:line``.
     """
     index = ImageIndex.coerce(images)
     path = Path(path)
@@ -80,7 +85,8 @@ def read_csv(
             raise DataError(f"{where}: the `image` column is empty; give the image's path")
         rel = index.resolve(image, where, by_stem=False)
         ann = found.setdefault(rel, ImageAnnotation())
-        ann.set_label(parse_label(row.get("label") or ""), where)
+        label = parse_label(row.get("label") or "")
+        ann.set_label(label, where)
         ann.add_source(where)
         region = (row.get("region") or "").strip()
         coords = [(row.get(c) or "").strip() for c in _COORDS]
@@ -104,7 +110,11 @@ def read_csv(
                 f"{where}: region {region!r} has an inverted box x0={x0:g} y0={y0:g} x1={x1:g} "
                 f"y1={y1:g}; expected x0 <= x1 and y0 <= y1 (x1, y1 are exclusive edges)"
             )
-        ann.add_region(Region(region, (Box(x0, y0, x1, y1),)), where)
+        box = Region(region, (Box(x0, y0, x1, y1),))
+        if label is None:
+            ann.add_region(box, where)  # a region of no class: no object
+        else:
+            ann.add_object(AnnotatedObject(label, region, box, where))
     return annotation_map(found)
 
 

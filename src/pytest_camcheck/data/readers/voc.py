@@ -2,7 +2,10 @@
 
 Each ``<object>`` becomes a region named by its ``<name>`` (Oxford-IIIT Pet head boxes are named
 by species, ``cat`` or ``dog``); each ``<part>`` of an object (VOC person layout: ``head``,
-``hand``...) becomes a region named by the part's ``<name>``. VOC boxes are 1-based and
+``hand``...) becomes a region named by the part's ``<name>``. Each object and each part is also
+kept as an :class:`~pytest_camcheck.data.annotations.AnnotatedObject` whose class is the
+object's ``<name>`` (a part's class is its object's), flagged ``difficult`` by
+``<difficult>1</difficult>`` (parts inherit their object's flag). VOC boxes are 1-based and
 inclusive: ``<bndbox>`` (xmin, ymin, xmax, ymax) becomes ``Box(xmin - 1, ymin - 1, xmax, ymax)``.
 
 An XML file is matched to its image by ``<filename>`` (searched in every sub-folder of the
@@ -21,7 +24,7 @@ from pathlib import Path
 
 from ...errors import DataError
 from ...regions import Box, Region
-from ..annotations import ImageAnnotation, annotation_map
+from ..annotations import AnnotatedObject, ImageAnnotation, annotation_map
 from ..images import ImageIndex
 from .common import holds_file
 
@@ -39,6 +42,16 @@ def _text(elem: ET.Element, tag: str) -> str | None:
         return None
     text = child.text.strip()
     return text or None
+
+
+def _flag(elem: ET.Element, tag: str) -> bool:
+    """Whether a VOC flag (``<difficult>1</difficult>``) is set; anything but a nonzero
+    number is unset."""
+    text = _text(elem, tag)
+    try:
+        return text is not None and float(text) != 0
+    except ValueError:
+        return False
 
 
 def _parse_box(elem: ET.Element, where: str) -> Box:
@@ -100,14 +113,17 @@ def read_voc_file(xml_path: Path) -> tuple[str | None, ImageAnnotation]:
         if name is None:
             raise DataError(f"{where} has no <name>; it is the region name")
         where = f"{where} ({name!r})"
-        ann.add_region(Region(name, (_parse_box(obj, where),)), where)
+        difficult = _flag(obj, "difficult")
+        box = _parse_box(obj, where)
+        ann.add_object(AnnotatedObject(name, name, Region(name, (box,)), where, difficult))
         for j, part in enumerate(obj.findall("part"), start=1):
             pname = _text(part, "name")
             pwhere = f"{where} <part> #{j}"
             if pname is None:
                 raise DataError(f"{pwhere} has no <name>; it is the region name")
             pwhere = f"{pwhere} ({pname!r})"
-            ann.add_region(Region(pname, (_parse_box(part, pwhere),)), pwhere)
+            pbox = _parse_box(part, pwhere)
+            ann.add_object(AnnotatedObject(name, pname, Region(pname, (pbox,)), pwhere, difficult))
     return _text(root, "filename"), ann
 
 
