@@ -381,12 +381,27 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if CASE_FIXTURE not in metafunc.fixturenames:
         return
     try:
-        ids = list(_load_dataset(metafunc.config).ids)
+        ids = _item_ids(metafunc, _load_dataset(metafunc.config))
     except CamcheckError as exc:
         # Reported once, as a usage error, when collection finishes (see below).
         metafunc.config.stash[PROBLEM_KEY] = str(exc)
         ids = []
     metafunc.parametrize(CASE_FIXTURE, ids, ids=ids, indirect=True, scope="function")
+
+
+def _item_ids(metafunc: pytest.Metafunc, dataset: Any) -> list[str]:
+    """The per-sample ids: sample ids, or ``<image id>/<class>`` for each class present in an
+    image with objects of several classes when the test's maps explain the labels."""
+    if not getattr(dataset, "multi_object", False):
+        return list(dataset.ids)
+    target = _settings(metafunc.config).target
+    for mark in metafunc.definition.iter_markers("camcheck"):  # the closest marker wins
+        if "target" in mark.kwargs:
+            target = mark.kwargs["target"]
+            break
+    from .store import dataset_units
+
+    return [u for u, _, _ in dataset_units(dataset, target == "label")]
 
 
 def pytest_collection_modifyitems(config: pytest.Config) -> None:
@@ -609,7 +624,8 @@ def camcheck_session(
     pytestconfig.stash[STORE_KEY] = store
     if _worker_id(pytestconfig) is None:  # an xdist worker does not know its share in advance
         wanted = pytestconfig.stash.get(WANTED_KEY, [])
-        index = {sid: i for i, sid in enumerate(camcheck_dataset.ids)}
+        index = {uid: i for uid, i, _ in store.units(True)}
+        index.update((sid, i) for i, sid in enumerate(camcheck_dataset.ids))
         store.want(index[w] for w in wanted if w in index)
     if camcheck_reference_model is not None:  # loaded with the same images, batch by batch
         BatchStore(
@@ -743,6 +759,7 @@ def _case_record(
     record = CaseRecord(
         nodeid=item.nodeid,
         case_id=case.id,
+        image_id=case.image_id,
         outcome=outcome,
         message=_message(report, call),
         evidence=found,
@@ -778,7 +795,7 @@ def _case_record(
             case.display_image(),
             {k: v.detach().cpu().numpy() for k, v in case.maps.items()},
             layer,
-            case.regions,
+            case.drawn_regions,
             peak,
             full_image=settings.report_full_images,
         )

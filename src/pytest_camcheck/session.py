@@ -26,6 +26,27 @@ __all__ = ["CamCase", "CamCheck"]
 
 Progress = Callable[[int, int, float], None]
 
+#: The pointing game's tolerance in the literature (TorchRay, EBP): 15 pixels.
+PROTOCOL_TOLERANCE = 15.0
+
+#: A pair is "difficult" (EBP, TorchRay) when its class covers less than this share of the image
+#: and another class is present.
+DIFFICULT_AREA = 0.25
+
+
+def is_difficult_pair(case: CamCase, region: Region) -> bool:
+    """Whether an (image, class) pair belongs to the pointing game's difficult subset: the
+    class's boxes (its mask when it has no box) cover less than a quarter of the image, and
+    another class is present in the image."""
+    if len(case.image_classes) < 2:
+        return False
+    h, w = case.map.shape[-2:]
+    if region.boxes:
+        covered = Region(region.name, region.boxes).to_mask(int(h), int(w))
+    else:
+        covered = region.to_mask(int(h), int(w))
+    return float(covered.mean()) < DIFFICULT_AREA
+
 
 class Regions(dict[str, Region]):
     """A sample's regions by name; a missing name fails with the sample id and the names it has
@@ -65,6 +86,12 @@ class CamCase:
             the assertions use them when a test passes none.
         compared: role (``"baseline"``, ``"reference"``) -> the other maps the test asked for
             (:attr:`baseline_map`, :attr:`reference_map`); the report draws them beside ``map``.
+        image_id: for one (image, class) pair of an image with objects of several classes, the
+            image's sample id (``id`` is then ``<image_id>/<class>``, ``label``/``class_name``
+            the pair's class, ``regions`` that class's regions); None otherwise.
+        image_classes: the names of every class present in that image (pairs only).
+        pascal_difficult: every object of the pair's class is marked difficult in its VOC
+            file (the pointing game leaves such pairs out, as TorchRay does).
     """
 
     id: str
@@ -91,6 +118,9 @@ class CamCase:
     )
     compared: dict[str, Tensor] = field(default_factory=dict, repr=False)
     _loaded: dict[str, tuple[Tensor, Tensor, str]] = field(default_factory=dict, repr=False)
+    image_id: str | None = None
+    image_classes: tuple[str, ...] = ()
+    pascal_difficult: bool = False
 
     @property
     def map(self) -> Tensor:
@@ -114,6 +144,19 @@ class CamCase:
             raise DataError(f"sample {self.id!r}: no display image available")
         return self._display()
 
+    @property
+    def drawn_regions(self) -> dict[str, Region]:
+        """The regions a picture of this case draws: all of them, except, for an (image,
+        class) pair, the instances (``"chair#1"``...) that the class's region already holds."""
+        if self.image_id is None or self.class_name is None:
+            return dict(self.regions)
+        prefix = f"{self.class_name}#"
+        return {
+            k: v
+            for k, v in self.regions.items()
+            if not (k.startswith(prefix) and k[len(prefix) :].isdigit())
+        }
+
     def region(self, name: str) -> Region:
         """The region called ``name``; a clear error lists the regions this sample has."""
         return Regions(self.id, self.regions)[name]
@@ -136,6 +179,12 @@ class CamCase:
                     if role == "reference"
                     else "baselines are kept for the tested model only, not the reference's"
                 )
+                if self.image_id is not None:
+                    why = (
+                        f"{role} maps are kept per image, and this is one class of image "
+                        f"{self.image_id!r}, which holds objects of several classes; compare "
+                        "such images with dataset-level checks (camcheck.compare)"
+                    )
                 raise ConfigError(f"sample {self.id!r} has no {role} map: {why}")
             held = self._loaded[role] = load()
         display, raw, layer = held
@@ -235,8 +284,25 @@ class CamCheck:
 
     @property
     def config(self) -> MapConfig:
-        """The map configuration of these settings (the store's key)."""
+        """The map configuration of these settings (the store's key): one row per image."""
         return MapConfig.from_settings(self.settings)
+
+    @property
+    def pairs(self) -> bool:
+        """Whether per-sample items are (image, class) pairs: the dataset has images with
+        objects of several classes and the maps explain the labels (``target = label``)."""
+        return self.store.multi_object and self.settings.target == "label"
+
+    @property
+    def case_config(self) -> MapConfig:
+        """The configuration of per-sample cases and region rates: one row per (image, class
+        present) when :attr:`pairs`, else :attr:`config`."""
+        return MapConfig.from_settings(self.settings, pairs=self.pairs)
+
+    def item_ids(self) -> list[str]:
+        """The ids of the per-sample items: sample ids, or ``<image id>/<class>`` for the
+        pairs of images with objects of several classes (see :attr:`pairs`)."""
+        return [u for u, _, _ in self.store.units(self.pairs)]
 
     def configured(self, settings: Settings) -> CamCheck:
         """A view with other settings (marker overrides) over the same store."""
@@ -294,24 +360,47 @@ class CamCheck:
         """Compute every batch not computed yet (progress reported when it takes a while)."""
         self.store.ensure(self.config)
 
-    def _case_from(self, i: int, batch: Batch, row: int, maps: dict[str, Tensor]) -> CamCase:
+    def _case_from(
+        self,
+        i: int,
+        batch: Batch,
+        row: int,
+        maps: dict[str, Tensor],
+        label: int | None = None,
+    ) -> CamCase:
         meta = self.store.meta(i)
         probs = torch.softmax(batch.logits[row].float(), dim=0)
         pred = int(probs.argmax())
         want = self.config.layers or batch.layers
         layer = want[0]
         s = self.settings
+        case_id, image_id, regions = meta.id, None, meta.regions
+        case_label, class_name = meta.label, meta.class_name or self._class_name(meta.label)
+        present: tuple[str, ...] = ()
+        others = self._other_maps(i)
+        difficult = False
+        if label is not None:  # one (image, class) pair of a multi-object image
+            from .store import class_label_name
+
+            names = self.class_names
+            class_name = class_label_name(names, label)
+            case_id, image_id, case_label = f"{meta.id}/{class_name}", meta.id, label
+            regions = dict(getattr(meta, "class_regions", {}).get(label, {}))
+            present = tuple(class_label_name(names, k) for k in getattr(meta, "labels", ()))
+            flags = getattr(self.dataset, "sample_difficult", None)
+            difficult = flags is not None and label in tuple(flags(i))
+            others = {}
         return CamCase(
-            id=meta.id,
+            id=case_id,
             index=i,
             path=meta.path,
-            label=meta.label,
-            class_name=meta.class_name or self._class_name(meta.label),
+            label=case_label,
+            class_name=class_name,
             prediction=pred,
             prediction_name=self._output_name(pred),
             probability=float(probs[pred]),
             target=int(batch.targets[row]),
-            regions=Regions(meta.id, meta.regions),
+            regions=Regions(case_id, regions),
             maps={k: maps[k][row] for k in want},
             raw={k: batch.raw[k][row] for k in want},
             layer=layer,
@@ -321,7 +410,10 @@ class CamCheck:
             min_energy=s.min_energy,
             _loader=lambda i=i: self.dataset[i],
             _display=lambda i=i: self.store.display_image(i),
-            _others=self._other_maps(i),
+            _others=others,
+            image_id=image_id,
+            image_classes=present,
+            pascal_difficult=difficult,
         )
 
     def case(self, sample: str | int) -> CamCase:
@@ -331,33 +423,50 @@ class CamCheck:
             CamcheckError: the sample could not be loaded, or its batch could not be computed
                 (the error kept from that computation).
         """
-        i = self.index_of(sample)
-        config = self.config
-        batch, row = self.store.entry(config, i)
-        return self._case_from(i, batch, row, self.store.display_maps(config, batch))
+        if isinstance(sample, str):
+            i, label = self.store.unit_of(sample, self.pairs)
+        else:
+            i, label = self.index_of(sample), None
+        config = self.case_config
+        if config.pairs and label is None and self.dataset.sample_labels(i):
+            raise DataError(
+                f"sample {self.ids[i]!r} holds objects of several classes: ask for one of its "
+                "items, " + ", ".join(u for u, j, _ in self.store.units(True) if j == i)
+            )
+        batch, row = self.store.entry(config, i, label)
+        return self._case_from(i, batch, row, self.store.display_maps(config, batch), label)
 
-    def _each(self) -> Iterator[tuple[int, CamCase | None, str | None]]:
-        """Every sample in dataset order: its case, or the error that kept it from one."""
-        config = self.config
+    def _each(self) -> Iterator[tuple[str, int, CamCase | None, str | None]]:
+        """Every per-sample item in dataset order (each (image, class) pair under
+        :attr:`pairs`): its id, dataset index, and its case or the error that kept it from
+        one."""
+        config = self.case_config
         self.store.ensure(config)
         bs, n = config.batch_size, len(self)
+        units: dict[int, list[tuple[str, int | None]]] = {}
+        for uid, i, label in self.store.units(config.pairs):
+            units.setdefault(i, []).append((uid, label))
         for number in range(0, (n + bs - 1) // bs):
             got = self.store.batch(config, number)
             indices = range(number * bs, min((number + 1) * bs, n))
             if not isinstance(got, Batch):
                 for i in indices:
-                    yield i, None, str(got)
+                    for uid, _ in units[i]:
+                        yield uid, i, None, str(got)
                 continue
             maps = self.store.display_maps(config, got) if got.indices else {}
             for i in indices:
-                if i in got.errors:
-                    yield i, None, got.errors[i]
-                else:
-                    yield i, self._case_from(i, got, got.row[i], maps), None
+                for uid, label in units[i]:
+                    if i in got.errors:
+                        yield uid, i, None, got.errors[i]
+                    else:
+                        row = got.unit_row[(i, label)] if config.pairs else got.row[i]
+                        yield uid, i, self._case_from(i, got, row, maps, label), None
 
     def cases(self) -> Iterator[CamCase]:
-        """Every case that could be computed, in dataset order."""
-        for _, case, _ in self._each():
+        """Every case that could be computed, in dataset order (each (image, class) pair of
+        an image with objects of several classes under :attr:`pairs`)."""
+        for _, _, case, _ in self._each():
             if case is not None:
                 yield case
 
@@ -474,7 +583,7 @@ class CamCheck:
     def _rate(
         self,
         what: str,
-        region: str,
+        region: str | None,
         measure: Callable[[CamCase, Region], tuple[bool, float | None]],
         threshold: float | None,
         layer: str | None,
@@ -482,7 +591,13 @@ class CamCheck:
         metric: str | None = None,
         threshold_name: str | None = None,
         missing_policy: str = "fail",
+        keep: Callable[[CamCase, Region], bool] | None = None,
+        subset: str | None = None,
     ) -> metrics.RateResult:
+        """A rate over the per-sample items. ``region`` None: each item's class region (the
+        region named after its class: the class's boxes in an image with objects of several
+        classes). ``keep``: which items the rate counts (the others are left out and listed
+        in the result's notes, described by ``subset``)."""
         if missing_policy not in ("fail", "skip"):
             raise ValueError(f'missing must be "fail" or "skip", got {missing_policy!r}')
         view = self if layer is None else self.with_options(layer=layer)
@@ -491,17 +606,23 @@ class CamCheck:
         classes: list[str | None] = []
         values: list[float | None] = []
         missing: list[str] = []
-        errors: list[str] = []
-        for i, case, error in view._each():
+        left_out: list[str] = []
+        pascal: list[str] = []
+        total = 0
+        for uid, i, case, _error in view._each():
+            total += 1
             if case is None:  # a sample that could not be computed fails the gate
                 meta = view.store.known_meta(i)
-                ids.append(meta.id if meta is not None else view.ids[i])
+                ids.append(uid)
                 outcomes.append(False)
-                classes.append(None if meta is None else meta.class_name)
+                cls = None if meta is None else meta.class_name
+                if uid != (meta.id if meta is not None else view.ids[i]):
+                    cls = uid.rsplit("/", 1)[-1]  # a pair: its class
+                classes.append(cls)
                 values.append(None)
-                errors.append(str(error))
                 continue
-            reg = case.regions.get(region)
+            name = region if region is not None else case.class_name
+            reg = None if name is None else case.regions.get(name)
             if reg is None:  # counted as failed unless the test says missing="skip"
                 missing.append(case.id)
                 if missing_policy == "fail":
@@ -510,16 +631,45 @@ class CamCheck:
                     classes.append(case.class_name)
                     values.append(None)
                 continue
+            if region is None and case.pascal_difficult:
+                pascal.append(case.id)  # TorchRay leaves these pairs out
+                continue
+            if keep is not None and not keep(case, reg):
+                left_out.append(case.id)
+                continue
             ok, value = measure(case, reg)
             outcomes.append(bool(ok))
             ids.append(case.id)
             classes.append(case.class_name or (None if case.label is None else str(case.label)))
             values.append(value)
-        if len(missing) == len(view) or not outcomes:
+        shown = "each sample's class" if region is None else repr(region)
+        if len(missing) == total or (not outcomes and not left_out and not pascal):
             raise DataError(
-                f"no sample has a region named {region!r} ({len(missing)} samples checked); "
+                f"no sample has a region named {shown} ({len(missing)} samples checked); "
                 "check the annotations and the region name"
             )
+        if not outcomes:
+            raise DataError(
+                f"{what}: no item is left to judge: {len(left_out)} are not {subset} and "
+                f"{len(pascal)} have only objects marked difficult"
+            )
+        notes = []
+        if left_out:
+            notes.append(f"{len(left_out)} item(s) left out: not {subset}")
+        if pascal:
+            notes.append(
+                f"{len(pascal)} (image, class) pair(s) left out: every object of the class is "
+                "marked difficult in its VOC file"
+            )
+        extra: dict[str, Any] = {}
+        if view.pairs:
+            # the pointing-game figure of the literature: the mean of the per-class rates
+            by_class: dict[str, list[bool]] = {}
+            for ok, cls in zip(outcomes, classes):
+                by_class.setdefault(str(cls), []).append(ok)
+            mean = sum(sum(v) / len(v) for v in by_class.values()) / len(by_class)
+            extra["class_mean_rate"] = mean
+            notes.append(f"mean of the {len(by_class)} per-class rates: {mean:.1%}")
         has_values = any(v is not None for v in values)
         used = view.layers or ("?",)
         return metrics.rate_result(
@@ -534,28 +684,53 @@ class CamCheck:
             method=view.settings.method,
             metric=metric,
             threshold_name=threshold_name,
+            notes=notes,
+            extra=extra or None,
         )
 
     def pointing_game(
         self,
-        region: str,
+        region: str | None = None,
         tolerance: float | None = None,
         *,
+        difficult: bool = False,
         layer: str | None = None,
         missing: str = "fail",
     ) -> metrics.RateResult:
         """Fraction of samples whose CAM peak lies in ``region`` (within ``tolerance`` px).
 
+        With ``region=None``, the protocol of the localisation literature (the pointing game
+        as TorchRay runs it on VOC07 and COCO): every (image, class present) pair is scored
+        against its own class's boxes (the region named after the class), and the tolerance
+        defaults to 15 px (unless ``camcheck_peak_tolerance`` is set). Pairs whose objects
+        are all marked difficult in their VOC file are left out. ``difficult=True`` keeps
+        only the pairs whose class's boxes cover less than a quarter of the image while
+        another class is present. The result breaks down per class; its notes and
+        ``extra["class_mean_rate"]`` give the mean of the per-class rates, the figure the
+        papers report.
+
         A sample without the region counts as failed; ``missing="skip"`` leaves it out. The
         count of such samples is in the result (``missing``) and in a failing gate's message.
         """
-        tol = self.settings.peak_tolerance if tolerance is None else float(tolerance)
+        if tolerance is not None:
+            tol = float(tolerance)
+        elif region is None and not self.settings.peak_tolerance:
+            tol = PROTOCOL_TOLERANCE
+        else:
+            tol = self.settings.peak_tolerance
 
         def measure(case: CamCase, reg: Region) -> tuple[bool, float | None]:
             return metrics.pointing_hit(case.map, reg, tolerance=tol), None
 
+        keep = None
+        if difficult:
+
+            def keep(case: CamCase, reg: Region) -> bool:
+                return is_difficult_pair(case, reg)
+
+        shown = "class" if region is None else region
         return self._rate(
-            f"pointing_game[{region}, tol={tol:g}]",
+            f"pointing_game[{shown}, tol={tol:g}{', difficult' if difficult else ''}]",
             region,
             measure,
             tol,
@@ -563,18 +738,20 @@ class CamCheck:
             metric="peak_hit",
             threshold_name="tolerance",
             missing_policy=missing,
+            keep=keep,
+            subset="difficult (the class covers a quarter of the image or more, or is alone)",
         )
 
     def energy_in_region(
         self,
-        region: str,
+        region: str | None = None,
         min_fraction: float | None = None,
         *,
         layer: str | None = None,
         missing: str = "fail",
     ) -> metrics.RateResult:
         """Fraction of samples whose ``region`` holds at least ``min_fraction`` of the energy
-        (samples without the region: see :meth:`pointing_game`)."""
+        (samples without the region, and ``region=None``: see :meth:`pointing_game`)."""
         thr = self.settings.min_energy if min_fraction is None else float(min_fraction)
 
         def measure(case: CamCase, reg: Region) -> tuple[bool, float | None]:
@@ -582,7 +759,7 @@ class CamCheck:
             return (f == f and f >= thr), (f if f == f else 0.0)
 
         return self._rate(
-            f"energy_in_region[{region}, min={thr:g}]",
+            f"energy_in_region[{region or 'class'}, min={thr:g}]",
             region,
             measure,
             thr,
@@ -594,7 +771,7 @@ class CamCheck:
 
     def energy_outside_region(
         self,
-        region: str,
+        region: str | None,
         max_fraction: float,
         *,
         layer: str | None = None,
@@ -609,7 +786,7 @@ class CamCheck:
             return (f == f and f <= thr), (f if f == f else 1.0)
 
         return self._rate(
-            f"energy_outside_region[{region}, max={thr:g}]",
+            f"energy_outside_region[{region or 'class'}, max={thr:g}]",
             region,
             measure,
             thr,
@@ -621,7 +798,7 @@ class CamCheck:
 
     def localization(
         self,
-        region: str,
+        region: str | None = None,
         min_iou: float = 0.5,
         threshold: float = 0.2,
         *,
@@ -636,7 +813,7 @@ class CamCheck:
             return iou >= min_iou, iou
 
         return self._rate(
-            f"localization[{region}, iou>={min_iou:g}]",
+            f"localization[{region or 'class'}, iou>={min_iou:g}]",
             region,
             measure,
             min_iou,

@@ -57,6 +57,9 @@ class MapConfig:
         amp: whether the forward runs under autocast.
         batch_size: images per forward pass.
         output: which model output holds the logits (an index or a key; None: the first).
+        pairs: explain every class present in a multi-object image (one row per (image,
+            class) pair, all from the image's one forward and one batched backward) instead
+            of one class per image; images without classes keep one row.
     """
 
     layers: tuple[str, ...] | None
@@ -65,9 +68,10 @@ class MapConfig:
     amp: bool
     batch_size: int
     output: int | str | None = None
+    pairs: bool = False
 
     @classmethod
-    def from_settings(cls, settings: Any) -> MapConfig:
+    def from_settings(cls, settings: Any, *, pairs: bool = False) -> MapConfig:
         return cls(
             layers=tuple(settings.layer) if settings.layer else None,
             method=settings.method,
@@ -75,6 +79,7 @@ class MapConfig:
             amp=bool(settings.amp),
             batch_size=int(settings.batch_size),
             output=getattr(settings, "output", None),
+            pairs=bool(pairs) and settings.target == "label",
         )
 
     def same_pass(self, other: MapConfig) -> bool:
@@ -88,7 +93,8 @@ class Batch:
 
     Attributes:
         number: the batch's position (samples ``number * batch_size`` onwards).
-        indices: the dataset indices whose maps were computed, in row order.
+        indices: the dataset index of each row (repeated for the (image, class) pairs of one
+            image under a ``pairs`` configuration).
         layers: the layers computed.
         raw: layer -> ``(n, h, w)`` signed raw maps (CPU, float32).
         degenerate: layer -> ``(n,)`` flags.
@@ -96,6 +102,8 @@ class Batch:
         targets: ``(n,)`` the explained classes.
         size: the input images' ``(H, W)``.
         errors: dataset index -> message, for samples of this batch that could not be loaded.
+        units: the dataset label each row explains, under a ``pairs`` configuration (None for
+            a row of an image without classes); empty otherwise.
     """
 
     number: int
@@ -107,9 +115,22 @@ class Batch:
     targets: Tensor
     size: tuple[int, int]
     errors: dict[int, str] = field(default_factory=dict)
+    units: tuple[int | None, ...] = ()
 
     def __post_init__(self) -> None:
-        self.row = {i: r for r, i in enumerate(self.indices)}
+        #: dataset index -> its (first) row
+        self.row: dict[int, int] = {}
+        #: (dataset index, label or None) -> row
+        self.unit_row: dict[tuple[int, int | None], int] = {}
+        units = self.units or (None,) * len(self.indices)
+        for r, (i, u) in enumerate(zip(self.indices, units)):
+            self.row.setdefault(i, r)
+            self.unit_row[(i, u)] = r
+
+    def rows_of(self, index: int) -> list[tuple[int | None, int]]:
+        """``(label, row)`` of every row of dataset index ``index`` (one per class present
+        under a ``pairs`` configuration, else one)."""
+        return [(u, r) for (i, u), r in self.unit_row.items() if i == index]
 
 
 @dataclass
@@ -279,6 +300,7 @@ class BatchStore:
         #: dataset index -> (the sample's label as an output index, the model's top output)
         self.label_predictions: dict[int, tuple[int, int]] = {}
         self._target_index: dict[str, int] = {}
+        self._units: dict[tuple[int, bool], dict[str, tuple[int, int | None]]] = {}
         self.leader = leader
         self._followers: list[BatchStore] = []
         if leader is not None:
@@ -356,9 +378,10 @@ class BatchStore:
         bs = config.batch_size
         return sorted({int(i) // bs for i in indices})
 
-    def entry(self, config: MapConfig, index: int) -> tuple[Batch, int]:
-        """The batch holding sample ``index`` under ``config`` and its row, computing it (and
-        the other wanted batches) when needed.
+    def entry(self, config: MapConfig, index: int, label: int | None = None) -> tuple[Batch, int]:
+        """The batch holding sample ``index`` under ``config`` and its row (the row of the
+        pair (``index``, ``label``) under a ``pairs`` configuration), computing it (and the
+        other wanted batches) when needed.
 
         Raises:
             CamcheckError: the sample, its batch or the configuration failed (the kept error).
@@ -380,6 +403,13 @@ class BatchStore:
             raise _kept(got)
         if index in got.errors:
             raise _kept(got.errors[index])
+        if label is not None or config.pairs:
+            row = got.unit_row.get((index, label))
+            if row is None:
+                raise DataError(
+                    f"sample {self.dataset.ids[index]!r} has no class {label!r} to explain"
+                )
+            return got, row
         return got, got.row[index]
 
     def ensure(self, config: MapConfig) -> None:
@@ -505,10 +535,17 @@ class BatchStore:
             x = x.to(dtype)
         targets: Any = None
         labels = [self.model_label(it.sample) for it in good]
+        # under a pairs configuration: the labels of the classes present, per image
+        present = [
+            tuple(getattr(it.sample, "labels", ()) or ()) if config.pairs else () for it in good
+        ]
         if config.target not in ("label", "predicted"):  # a class index or name
             targets = [self.target_index(config.target)] * len(good)
         elif config.target == "label":
-            if all(isinstance(v, int) and not isinstance(v, bool) for v in labels):
+            if all(
+                p or (isinstance(v, int) and not isinstance(v, bool))
+                for v, p in zip(labels, present)
+            ):
                 targets = labels
             else:  # unlabelled samples explain their prediction
                 with torch.no_grad():
@@ -517,6 +554,12 @@ class BatchStore:
                     v if isinstance(v, int) and not isinstance(v, bool) else int(p)
                     for v, p in zip(labels, pred)
                 ]
+        units: tuple[int | None, ...] = ()
+        if config.pairs:  # one row per (image, class present): one forward, one backward
+            targets = [
+                [self.output_of(k) for k in p] if p else [t] for t, p in zip(targets, present)
+            ]
+            units = tuple(u for p in present for u in (p or (None,)))
         layers = list(slot.layers or config.layers or []) or None
         try:
             result = compute_cams(
@@ -536,13 +579,21 @@ class BatchStore:
         self.stats.batches += 1
         self._check_width(config, int(result.logits.shape[-1]))
         top = result.logits.detach().argmax(dim=1).cpu().tolist()
-        for it, label, pred in zip(good, labels, top):
-            if label is not None and config.target == "label":  # labels that feed the maps
-                self.label_predictions[it.index] = (int(label), int(pred))
+        image_of = getattr(result, "image_index", None)
+        rows_image = (
+            list(range(len(good))) if image_of is None else [int(j) for j in image_of.tolist()]
+        )
+        first_row = {}
+        for r, j in enumerate(rows_image):
+            first_row.setdefault(j, r)
+        for j, (it, label) in enumerate(zip(good, labels)):
+            if label is not None and config.target == "label" and j in first_row:
+                # labels that feed the maps
+                self.label_predictions[it.index] = (int(label), int(top[first_row[j]]))
         slot.layers = tuple(result.layers)
         batch = Batch(
             number=number,
-            indices=tuple(it.index for it in good),
+            indices=tuple(good[j].index for j in rows_image),
             layers=tuple(result.layers),
             raw={k: v.detach().float().cpu() for k, v in result.raw.items()},
             degenerate={k: v.detach().cpu() for k, v in result.degenerate.items()},
@@ -550,6 +601,7 @@ class BatchStore:
             targets=result.targets.detach().cpu(),
             size=(int(x.shape[-2]), int(x.shape[-1])),
             errors=errors,
+            units=units,
         )
         # the engine made the display maps once; keep them (within the budget)
         self._keep_display(
@@ -576,6 +628,43 @@ class BatchStore:
         if not isinstance(label, int) or isinstance(label, bool):
             return None
         return label if self.classes is None else self.classes.model_index(label)
+
+    def output_of(self, label: int) -> int:
+        """The model output index of dataset label ``label`` (through ``camcheck_classes``)."""
+        return label if self.classes is None else self.classes.model_index(label)
+
+    @property
+    def multi_object(self) -> bool:
+        """Whether some image of the dataset holds objects of several classes."""
+        return bool(getattr(self.dataset, "multi_object", False))
+
+    def units(self, pairs: bool) -> list[tuple[str, int, int | None]]:
+        """The test items of the dataset (see :func:`dataset_units`)."""
+        return dataset_units(self.dataset, pairs)
+
+    def unit_of(self, unit: str, pairs: bool) -> tuple[int, int | None]:
+        """The dataset index and label of a test item id (see :meth:`units`).
+
+        Raises:
+            DataError: no such item.
+        """
+        key = (id(self.dataset), bool(pairs and self.multi_object))
+        table = self._units.get(key)
+        if table is None:
+            table = self._units[key] = {u: (i, k) for u, i, k in self.units(pairs)}
+        got = table.get(unit)
+        if got is None:
+            if key[1] and unit in (ids := self.dataset.ids):
+                i = ids.index(unit)
+                labels = tuple(self.dataset.sample_labels(i))
+                raise DataError(
+                    f"sample {unit!r} holds objects of several classes; its items are "
+                    + ", ".join(
+                        f"{unit}/{class_label_name(self.dataset.class_names, k)}" for k in labels
+                    )
+                )
+            return self.index_of(unit), None
+        return got
 
     def target_index(self, target: str | int) -> int:
         """The model output index of a ``camcheck_target`` that names a class (or is one).
@@ -692,6 +781,36 @@ class BatchStore:
 
     def logits_of(self, batch: Batch, row: int) -> Tensor:
         return batch.logits[row]
+
+
+def dataset_units(dataset: Any, pairs: bool) -> list[tuple[str, int, int | None]]:
+    """The per-sample test items of a dataset: ``(id, dataset index, label)``.
+
+    With ``pairs`` on a dataset with images holding objects of several classes
+    (``dataset.multi_object``), one item per (image, class present), id
+    ``<image id>/<class name>``; an image without classes, and every image otherwise, gives one
+    item with its own id and label None (single-label datasets: exactly their sample ids).
+    """
+    ids = list(dataset.ids)
+    if not (pairs and getattr(dataset, "multi_object", False)):
+        return [(sid, i, None) for i, sid in enumerate(ids)]
+    names = getattr(dataset, "class_names", None)
+    out: list[tuple[str, int, int | None]] = []
+    for i, sid in enumerate(ids):
+        labels = tuple(dataset.sample_labels(i))
+        if not labels:
+            out.append((sid, i, None))
+            continue
+        for k in labels:
+            out.append((f"{sid}/{class_label_name(names, k)}", i, k))
+    return out
+
+
+def class_label_name(names: Sequence[str] | None, label: int) -> str:
+    """The name of dataset label ``label`` (its index as text when the classes have no names)."""
+    if names and 0 <= label < len(names):
+        return str(names[label])
+    return str(label)
 
 
 class _KeptError(DataError):

@@ -6,7 +6,9 @@
 next to it. The cards are ranked worst first; a table of contents lists the failing checks with
 links to their cards, and a few lines of inline script filter the cards by class, check, layer
 and outcome (read from ``data-*`` attributes; the page is complete without the script, which
-only reveals the filter controls). The template (``templates/report.html.j2``) only loops and
+only reveals the filter controls). The cards of one image's (image, class) pairs (records that
+share an ``image_id``) follow one another under a heading naming the image and its classes; the
+group stands where its worst card ranks. The template (``templates/report.html.j2``) only loops and
 prints: every decision (what is shown, in which order, how numbers read) is made here, in small
 view-model objects. Jinja2 autoescapes everything, so user text (class names, file names,
 messages, test ids) always shows as text.
@@ -40,8 +42,10 @@ from .regression_view import ComparedView, RegressionView, case_compared, gate_r
 
 __all__ = [
     "SCHEMA_VERSION",
+    "CaseBlock",
     "CaseView",
     "GateView",
+    "ImageGroupView",
     "ReportView",
     "build_view",
     "image_info",
@@ -281,6 +285,30 @@ class CaseView:
 
 
 @dataclass(frozen=True)
+class ImageGroupView:
+    """The heading over the cards of one image's (image, class) pairs.
+
+    ``anchor`` is the heading's id; ``heading`` names the image and each of its classes with
+    the outcomes of its cases (every case of the image in the run, with a card or not);
+    ``note`` says how many of them have no card here (None when all do).
+    """
+
+    anchor: str
+    image_id: str
+    heading: str
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class CaseBlock:
+    """Cards shown together: one image's pair cards under their heading (``image``), or one
+    single-label card (``image`` None, shown as it always was)."""
+
+    image: ImageGroupView | None
+    cases: list[CaseView]
+
+
+@dataclass(frozen=True)
 class ClassRow:
     """One class's pass rate in a gate."""
 
@@ -348,7 +376,11 @@ class FilterView:
 
 @dataclass(frozen=True)
 class ReportView:
-    """The whole page."""
+    """The whole page.
+
+    ``cases`` are the cards in the order shown (their ranks); ``blocks`` lay the same cards out,
+    one image's pair cards together under a heading.
+    """
 
     title: str
     generated: str
@@ -362,6 +394,7 @@ class ReportView:
     warnings: list[str] = field(default_factory=list)
     toc: list[TocEntry] = field(default_factory=list)
     filters: list[FilterView] = field(default_factory=list)
+    blocks: list[CaseBlock] = field(default_factory=list)
 
 
 def _summary_rows(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -481,6 +514,50 @@ def _class_key(record: Mapping[str, Any]) -> str:
     return DASH if name is None else str(name)
 
 
+def _image_id(record: Mapping[str, Any]) -> str | None:
+    """The image a pair record belongs to (None for a single-label sample)."""
+    value = record.get("image_id")
+    return None if value in (None, "") else str(value)
+
+
+def _group_by_image(
+    cards: Sequence[Mapping[str, Any]],
+) -> list[tuple[str | None, list[Mapping[str, Any]]]]:
+    """The cards (worst first) laid out in blocks: the pair cards of one image together, at the
+    place of the image's worst card and in their own order; each single-label card alone."""
+    blocks: list[tuple[str | None, list[Mapping[str, Any]]]] = []
+    where: dict[str, int] = {}
+    for record in cards:
+        image = _image_id(record)
+        if image is None:
+            blocks.append((None, [record]))
+        elif image in where:
+            blocks[where[image]][1].append(record)
+        else:
+            where[image] = len(blocks)
+            blocks.append((image, [record]))
+    return blocks
+
+
+def _image_group(
+    anchor: str, image: str, records: Sequence[Mapping[str, Any]], shown: int
+) -> ImageGroupView:
+    """The heading of one image's cards: its classes (worst first) and the outcomes of their
+    cases, over every case of the image in the run (``records``, worst first); ``shown`` of
+    them have a card."""
+    outcomes: dict[str, dict[str, None]] = {}
+    for record in records:
+        outcomes.setdefault(_class_key(record), {})[_outcome(record)] = None
+    n = len(outcomes)
+    classes = ", ".join(f"{name} ({', '.join(seen)})" for name, seen in outcomes.items())
+    heading = f"Image {image} {DASH} {n} class{'' if n == 1 else 'es'}: {classes}"
+    missing = len(records) - shown
+    note = None
+    if missing > 0:
+        note = f"{shown} of its {_plural(len(records), 'case')} shown as cards"
+    return ImageGroupView(anchor=anchor, image_id=image, heading=heading, note=note)
+
+
 def _case_view(record: Mapping[str, Any], index: int) -> CaseView:
     outcome = _outcome(record)
     badge, css, _ = _OUTCOMES.get(outcome, (outcome.upper(), "other", 5))
@@ -516,8 +593,12 @@ def _case_view(record: Mapping[str, Any], index: int) -> CaseView:
     if probability is not None:
         prediction += f", p = {probability:.3f}"
     layers = record.get("layers") or []
+    # a pair's card explains one of its image's classes: say which
     facts = [
-        ("Label", _class_text(record.get("label"), record.get("class_name"))),
+        (
+            "Label" if _image_id(record) is None else "Class",
+            _class_text(record.get("label"), record.get("class_name")),
+        ),
         ("Prediction", prediction),
         ("Method", method),
         ("Layer", layer),
@@ -861,7 +942,9 @@ def build_view(
     cases, gates = _split(records)
     shown_outcomes = _SHOWN_ALWAYS | (_SHOWN_WITH_PASSED if include_passed else set())
     eligible = sort_cases(r for r in cases if _outcome(r) in shown_outcomes)
-    cards = eligible[:max_cases]
+    # the worst max_cases cases get a card; one image's pair cards are then moved together
+    grouped = _group_by_image(eligible[:max_cases])
+    cards = [record for _, records in grouped for record in records]
     left_out = len(eligible) - len(cards)
     counts = count_outcomes(cases, gates)
     counts["cards"] = len(cards)
@@ -884,6 +967,7 @@ def build_view(
     if isinstance(extra, (list, tuple)):
         warnings.extend(str(w) for w in extra if w)
     case_views = [_case_view(r, i) for i, r in enumerate(cards)]
+    blocks = _blocks(grouped, case_views, cases)
     gate_views = [replace(_gate_view(g, plot_png), anchor=f"gate-{i}") for i, g in enumerate(gates)]
     view = ReportView(
         title=f"camcheck report: {failing} failing case{'s' if failing != 1 else ''}",
@@ -906,8 +990,35 @@ def build_view(
         warnings=warnings,
         toc=_toc(cards, case_views, gate_views),
         filters=_filters(case_views),
+        blocks=blocks,
     )
     return view, counts
+
+
+def _blocks(
+    grouped: Sequence[tuple[str | None, Sequence[Mapping[str, Any]]]],
+    views: Sequence[CaseView],
+    cases: Sequence[Mapping[str, Any]],
+) -> list[CaseBlock]:
+    """The card views (in the order of ``grouped``'s records) laid out in ``grouped``'s blocks,
+    each image's block with its heading (over all of the image's ``cases``)."""
+    of_image: dict[str, list[Mapping[str, Any]]] = {}
+    for record in sort_cases(cases):
+        image = _image_id(record)
+        if image is not None:
+            of_image.setdefault(image, []).append(record)
+    blocks: list[CaseBlock] = []
+    start = groups = 0
+    for image, records in grouped:
+        block_views = list(views[start : start + len(records)])
+        start += len(records)
+        group = None
+        if image is not None:
+            anchor = f"image-{groups}"
+            groups += 1
+            group = _image_group(anchor, image, of_image.get(image, records), len(records))
+        blocks.append(CaseBlock(group, block_views))
+    return blocks
 
 
 def _now() -> str:

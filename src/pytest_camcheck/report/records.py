@@ -187,6 +187,9 @@ class CaseRecord:
         settings: the settings the test ran with (marker overrides applied), for the card.
         images: base64 pictures (``original``, ``overlay``, ``strip``, and ``full`` with
             ``camcheck_report_full_images``); empty when not rendered.
+        image_id: the image's sample id when the case is one (image, class) pair of an image
+            with objects of several classes (``case_id`` is then ``image_id/class``); the
+            report groups such cards by image. None for a single-label sample.
     """
 
     nodeid: str
@@ -208,6 +211,7 @@ class CaseRecord:
     settings: dict[str, Any] = field(default_factory=dict)
     images: dict[str, Any] = field(default_factory=dict)
     kind: str = "case"
+    image_id: str | None = None
 
     @property
     def severity(self) -> float:

@@ -1,0 +1,121 @@
+"""Images with objects of several classes through the plugin: VOC and COCO fixtures, one item
+per (image, class), the pointing game over pairs, plain and with ``-n 2``."""
+
+from __future__ import annotations
+
+import json
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pytest_camcheck.demo.multiobject import write_multiobject_set
+
+TESTS = """
+from pytest_camcheck import assert_pass_rate, assert_peak_in_box
+
+
+def test_peak_in_own_class(camcheck_case):
+    assert_peak_in_box(camcheck_case.map, camcheck_case.regions[camcheck_case.class_name])
+
+
+def test_pointing_game(camcheck):
+    assert_pass_rate(camcheck.pointing_game(tolerance=15), min_rate=0.8)
+"""
+
+
+def _project(pytester: pytest.Pytester, fmt: str, swap=None):
+    written = write_multiobject_set(pytester.path / "data", fmt=fmt, swap=swap)
+    ann = written.annotations.relative_to(pytester.path)
+    pytester.makeini(
+        textwrap.dedent(
+            f"""
+            [pytest]
+            camcheck_model = pytest_camcheck.demo.multiobject:colour_model
+            camcheck_dataset = data
+            camcheck_annotations = {ann.as_posix()}
+            camcheck_transform = pytest_camcheck.demo.multiobject:plain_transform
+            camcheck_layer = features
+            camcheck_device = cpu
+            camcheck_batch_size = 4
+            camcheck_num_workers = 0
+            """
+        )
+    )
+    pytester.makepyfile(test_multi=TESTS)
+    return written
+
+
+def _item_outcomes(result: pytest.RunResult) -> dict[str, str]:
+    """test_peak_in_own_class[<id>] -> PASSED/FAILED, from the -rA summary / -v lines."""
+    out: dict[str, str] = {}
+    for line in result.outlines:
+        if line.startswith(("FAILED", "ERROR")):  # the short summary repeats failures
+            continue
+        m = re.search(r"test_peak_in_own_class\[(.+?)\]", line)
+        status = re.search(r"\b(PASSED|FAILED)\b", line)
+        if m and status:
+            out[m.group(1)] = status.group(1)
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["voc", "coco"])
+@pytest.mark.parametrize("workers", [None, "2"])
+def test_every_pair_is_an_item_and_hits(pytester: pytest.Pytester, fmt: str, workers) -> None:
+    written = _project(pytester, fmt)
+    out = pytester.path / "out" / "report.html"
+    args = ["-p", "no:cacheprovider", "-v", f"--camcheck-report={out}"]
+    if workers:
+        args += ["-n", workers]
+    result = pytester.runpytest_subprocess(*args)
+    pairs = written.pairs()
+    result.assert_outcomes(passed=len(pairs) + 1)
+    got = _item_outcomes(result)
+    assert sorted(got) == sorted(pairs)
+    assert set(got.values()) == {"PASSED"}
+    data = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+    ids = {c["case_id"]: c for c in data["cases"]}
+    assert set(ids) == set(pairs)
+    some = ids[pairs[0]]
+    assert some["image_id"] == pairs[0].rsplit("/", 1)[0]
+    assert some["class_name"] == pairs[0].rsplit("/", 1)[1]
+    (gate,) = data["gates"]
+    assert gate["count"] == len(pairs)
+    assert gate["passed"] == len(pairs)
+    assert set(gate["per_class"]) == {p.rsplit("/", 1)[1] for p in pairs}
+
+
+@pytest.mark.parametrize("workers", [None, "2"])
+def test_swapped_boxes_fail_only_their_pairs(pytester: pytest.Pytester, workers) -> None:
+    probe = write_multiobject_set(pytester.path / "probe")
+    first = [c for c, _ in probe.objects["images/scene_002"]]
+    swap = {"scene_002": (first[0], first[2])}
+    _project(pytester, "voc", swap=swap)
+    out = pytester.path / "out" / "report.html"
+    args = ["-p", "no:cacheprovider", "-v", f"--camcheck-report={out}"]
+    if workers:
+        args += ["-n", workers]
+    result = pytester.runpytest_subprocess(*args)
+    got = _item_outcomes(result)
+    failed = {k for k, v in got.items() if v == "FAILED"}
+    assert failed == {f"images/scene_002/{first[0]}", f"images/scene_002/{first[2]}"}
+    result.stdout.fnmatch_lines(["*test_pointing_game*"])
+    assert "INTERNALERROR" not in result.stdout.str()
+    html = out.read_text(encoding="utf-8")
+    assert "images/scene_002" in html
+
+
+def test_single_label_ids_are_unchanged(camcheck_project) -> None:
+    project = camcheck_project(
+        tests="""
+        def test_ids(camcheck_case):
+            assert camcheck_case.image_id is None
+        """
+    )
+    result = project.run("--collect-only")
+    names = sorted(
+        m.group(1) for line in result.outlines if (m := re.search(r"test_ids\[(.+)\]>", line))
+    )
+    assert names == sorted(Path(n).with_suffix("").as_posix() for n in project.boxes)
+    assert not any(n.count("/") > 1 for n in names)
