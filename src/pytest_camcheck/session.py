@@ -353,7 +353,10 @@ class CamCheck:
     @property
     def layers(self) -> tuple[str, ...] | None:
         """The layers these settings explain (None until auto-detection has run)."""
-        return self.store.layers_of(self.config)
+        found = self.store.layers_of(self.config)
+        if found is None and self.pairs:
+            found = self.store.layers_of(self.case_config)
+        return found
 
     # -- computing -----------------------------------------------------------------------------
     def compute_all(self) -> None:

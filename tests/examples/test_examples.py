@@ -44,7 +44,14 @@ def report(root: Path) -> dict:
 def test_the_examples_index_lists_every_example() -> None:
     index = (EXAMPLES / "README.md").read_text()
     entries = sorted(p.name for p in EXAMPLES.iterdir() if not p.name.startswith((".", "README")))
-    assert entries == ["ci", "clever_hans", "engine_only.py", "imagenet_scenes", "pet_heads"]
+    assert entries == [
+        "ci",
+        "clever_hans",
+        "engine_only.py",
+        "imagenet_scenes",
+        "pet_heads",
+        "voc_scenes",
+    ]
     for name in entries:
         assert f"]({name}" in index, f"examples/README.md does not link {name}"
 
@@ -59,6 +66,20 @@ def test_imagenet_scenes(pytester: pytest.Pytester) -> None:
     assert data["summary"]["warnings"] == []  # labels and predictions agree
     gate = data["gates"][0]
     assert gate["name"].startswith("pointing_game[object, tol=32]") and gate["rate"] == 1.0
+
+
+def test_voc_scenes(pytester: pytest.Pytester) -> None:
+    root = copy_example("voc_scenes", pytester)
+    result = run(pytester, "-v")
+    # 3 scenes x 4 classes = 12 (scene, class) items, and two dataset-level tests
+    result.assert_outcomes(passed=12 + 2)
+    result.stdout.fnmatch_lines(["*test_peak_on_its_own_photo?scenes/scene_1/cat? PASSED*"])
+    data = report(root)
+    assert data["summary"]["warnings"] == []
+    (gate,) = data["gates"]
+    assert gate["name"].startswith("pointing_game[class, tol=15]")
+    assert gate["count"] == 12 and gate["passed"] >= 10
+    assert set(gate["per_class"]) == {"cat", "espresso", "motorcycle", "rocket", "tripod"}
 
 
 def test_clever_hans(pytester: pytest.Pytester) -> None:

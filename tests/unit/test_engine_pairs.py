@@ -368,3 +368,20 @@ def test_to_and_cpu_carry_the_image_index(tiny) -> None:
         method="gradcam",
     )
     assert bare.image_index is None and bare.cpu().image_index is None
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "cam", "scorecam"])
+def test_pairs_on_cuda_match_the_cpu(method: str, tiny) -> None:
+    import copy
+
+    x = seeded(3, 3, 12, 12, seed=7)
+    targets = [[0, 4], [], [5, 1, 2]]
+    on_cpu = compute_cams(tiny, x, "features", method=method, targets=targets)
+    model = copy.deepcopy(tiny).cuda()
+    on_gpu = compute_cams(model, x, "features", method=method, targets=targets)
+    assert on_gpu.raw["features"].device.type == "cuda"
+    assert on_gpu.image_index.tolist() == on_cpu.image_index.tolist() == [0, 0, 2, 2, 2]
+    got = on_gpu.cpu()
+    torch.testing.assert_close(got.raw["features"], on_cpu.raw["features"], rtol=1e-3, atol=1e-4)
+    assert got.targets.tolist() == [0, 4, 5, 1, 2]

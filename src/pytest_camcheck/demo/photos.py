@@ -5,9 +5,11 @@ ImageNet classifier knows: the cat (``chelsea``), the espresso (``coffee``), the
 pad (``rocket``, ImageNet's "missile"), the cameraman's tripod (``camera``) and a motorcycle
 (``stereo_motorcycle``, ImageNet's "moped"). Each has a hand-drawn box around its object.
 
-A *scene* puts four of them, centre-cropped to squares, on a 2 x 2 grid. The scene is written
-once per object, labelled with that object's class: the map of each class must land on its own
-photo. Its boxes are exact: region ``"photo"`` is the tile (the whole photo of the class) and
+A *scene* puts four of them, centre-cropped to squares, on a 2 x 2 grid. :func:`write_dataset`
+writes a scene once per object, labelled with that object's class (a single-label dataset);
+:func:`write_voc_scenes` writes it once, with VOC annotations naming its four classes (a
+multi-object dataset: one check per (scene, class)). Either way the map of each class must land
+on its own photo. Its boxes are exact: region ``"photo"`` is the tile (the whole photo of the class) and
 region ``"object"`` is the photo's hand-drawn box carried into the scene (cropped and scaled
 with the pixels). A single photo has region ``"object"``, and ``"photo"`` is the whole image.
 
@@ -37,6 +39,7 @@ __all__ = [
     "load_photo",
     "make_scene",
     "write_dataset",
+    "write_voc_scenes",
 ]
 
 
@@ -178,3 +181,53 @@ def write_dataset(root: str | Path, scenes: bool = True, singles: bool = True) -
         writer.writerow(("image", "label", "region", "x0", "y0", "x1", "y1"))
         writer.writerows(rows)
     return root
+
+
+def write_voc_scenes(root: str | Path) -> Path:
+    """Write each scene ONCE, with Pascal VOC annotations naming every photo's class.
+
+    Layout: ``root/scenes/scene_<k>.png`` and ``root/annotations/scene_<k>.xml``. Each photo
+    of a scene is one ``<object>`` named by its class, whose box is the photo's hand-drawn
+    box carried into the scene, with a ``<part>`` named ``photo`` for its tile. The scenes hold
+    four classes each: camcheck checks every (scene, class) pair. Writing again gives the same
+    files.
+
+    Returns:
+        ``root`` as a :class:`~pathlib.Path`.
+    """
+    root = Path(root)
+    (root / "scenes").mkdir(parents=True, exist_ok=True)
+    (root / "annotations").mkdir(parents=True, exist_ok=True)
+    for k, names in enumerate(SCENES, start=1):
+        image, regions = make_scene(names)
+        image.save(root / "scenes" / f"scene_{k}.png", format="PNG")
+        lines = [
+            "<annotation>",
+            f"  <filename>scene_{k}.png</filename>",
+            f"  <size><width>{image.width}</width><height>{image.height}</height>"
+            "<depth>3</depth></size>",
+        ]
+        for name in names:
+            lines += [
+                "  <object>",
+                f"    <name>{name}</name>",
+                "    <difficult>0</difficult>",
+                f"    {_voc_box(regions[name]['object'])}",
+                "    <part>",
+                "      <name>photo</name>",
+                f"      {_voc_box(regions[name]['photo'])}",
+                "    </part>",
+                "  </object>",
+            ]
+        lines.append("</annotation>")
+        (root / "annotations" / f"scene_{k}.xml").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def _voc_box(box: Box) -> str:
+    """A ``<bndbox>`` (1-based, inclusive pixel indices) covering ``box``'s pixels."""
+    x0, y0 = int(box.x0) + 1, int(box.y0) + 1
+    x1, y1 = max(int(round(box.x1)), x0), max(int(round(box.y1)), y0)
+    return (
+        f"<bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox>"
+    )
