@@ -34,6 +34,9 @@ from torch import Tensor, nn
 
 from pytest_camcheck.cam import compute_cams
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_engine import cpu_name  # the sibling benchmark's helper
+
 MODELS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 LAYER = "layer4"
 FOUR_OVER_ONE = 1.3
@@ -109,18 +112,6 @@ def time_round_robin(
 def paired_ratio(num: Sequence[float], den: Sequence[float]) -> float:
     """Median over rounds of ``num[r] / den[r]`` (both timed in the same round)."""
     return statistics.median(a / b for a, b in zip(num, den))
-
-
-def cpu_name() -> str:
-    """The CPU's model name (Linux), else the platform's processor string."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -813,6 +813,23 @@ def _resolve_path(value: PathLike, base: Path) -> Path:
     return p if p.is_absolute() else base / p
 
 
+def _names_of(given: Sequence[tuple[str, str | int]]) -> list[str] | None:
+    """The sorted class names of a flat folder's annotation classes (``(image, class)``); None
+    when they are integers (model output indices).
+
+    Raises:
+        DataError: names mixed with integers.
+    """
+    names = sorted({c for _, c in given if isinstance(c, str)})
+    bad = next(((rel, c) for rel, c in given if not isinstance(c, str)), None)
+    if names and bad is not None:
+        raise DataError(
+            f"annotations mix class names and integer labels (e.g. {bad[0]!r} has "
+            f"{bad[1]!r}); use one kind for every image"
+        )
+    return names or None
+
+
 def _labels(
     images: Sequence[str],
     folder_labels: list[int | None],
@@ -827,14 +844,7 @@ def _labels(
     """
     given = {rel: ann.label for rel, ann in annotations.items() if ann.label is not None}
     if class_names is None:
-        names = sorted({v for v in given.values() if isinstance(v, str)})
-        if names and any(isinstance(v, int) for v in given.values()):
-            bad = next(rel for rel, v in given.items() if isinstance(v, int))
-            raise DataError(
-                f"annotations mix class names and integer labels (e.g. {bad!r} has "
-                f"{given[bad]!r}); use one kind for every image"
-            )
-        class_names = names or None
+        class_names = _names_of(list(given.items()))
     labels: list[int | None] = []
     for rel, folder_label in zip(images, folder_labels):
         value = given.get(rel)
@@ -898,15 +908,7 @@ def _object_labels(
             class_names = None
             folder_labels = [None] * len(folder_labels)
     if class_names is None:
-        every = [(rel, c) for rel, ann in annotations.items() for c in ann.classes]
-        names = sorted({c for _, c in every if isinstance(c, str)})
-        bad = next(((rel, c) for rel, c in every if not isinstance(c, str)), None)
-        if names and bad is not None:
-            raise DataError(
-                f"annotations mix class names and integer labels (e.g. {bad[0]!r} has "
-                f"{bad[1]!r}); use one kind for every image"
-            )
-        class_names = names or None
+        class_names = _names_of([(rel, c) for rel, ann in annotations.items() for c in ann.classes])
     labels: list[int | None] = []
     for rel, folder_label in zip(images, folder_labels):
         ann = annotations.get(rel)

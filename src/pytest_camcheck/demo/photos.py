@@ -10,8 +10,9 @@ writes a scene once per object, labelled with that object's class (a single-labe
 :func:`write_voc_scenes` writes it once, with VOC annotations naming its four classes (a
 multi-object dataset: one check per (scene, class)). Either way the map of each class must land
 on its own photo. Its boxes are exact: region ``"photo"`` is the tile (the whole photo of the
-class) and region ``"object"`` is the photo's hand-drawn box carried into the scene (cropped and scaled
-with the pixels). A single photo has region ``"object"``, and ``"photo"`` is the whole image.
+class) and region ``"object"`` is the photo's hand-drawn box carried into the scene (cropped
+and scaled with the pixels). A single photo has region ``"object"``, and ``"photo"`` is the
+whole image.
 
 :data:`CLASSES` maps the class folders to EfficientNet-Lite0's (ImageNet's) output indices, as
 ``camcheck_classes`` takes it.
@@ -228,6 +229,4 @@ def _voc_box(box: Box) -> str:
     """A ``<bndbox>`` (1-based, inclusive pixel indices) covering ``box``'s pixels."""
     x0, y0 = int(box.x0) + 1, int(box.y0) + 1
     x1, y1 = max(round(box.x1), x0), max(round(box.y1), y0)
-    return (
-        f"<bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox>"
-    )
+    return f"<bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox>"
