@@ -88,7 +88,8 @@ class CamCase:
             (:attr:`baseline_map`, :attr:`reference_map`); the report draws them beside ``map``.
         image_id: for one (image, class) pair of an image with objects of several classes, the
             image's sample id (``id`` is then ``<image_id>/<class>``, ``label``/``class_name``
-            the pair's class, ``regions`` that class's regions); None otherwise.
+            the pair's class, ``regions`` that class's regions and the image's regions of no
+            class, such as a CSV row without a label); None otherwise.
         image_classes: the names of every class present in that image (pairs only).
         pascal_difficult: every object of the pair's class is marked difficult in its VOC
             file (the pointing game leaves such pairs out, as TorchRay does).
@@ -388,7 +389,11 @@ class CamCheck:
             names = self.class_names
             class_name = class_label_name(names, label)
             case_id, image_id, case_label = f"{meta.id}/{class_name}", meta.id, label
-            regions = dict(getattr(meta, "class_regions", {}).get(label, {}))
+            per_class = getattr(meta, "class_regions", {})
+            # regions of no class (a CSV row without a label, a mask) belong to every pair
+            claimed = {k for regs in per_class.values() for k in regs}
+            regions = {k: v for k, v in meta.regions.items() if k not in claimed}
+            regions.update(per_class.get(label, {}))
             present = tuple(class_label_name(names, k) for k in getattr(meta, "labels", ()))
             flags = getattr(self.dataset, "sample_difficult", None)
             difficult = flags is not None and label in tuple(flags(i))

@@ -222,3 +222,35 @@ def test_energy_in_region_of_each_class(tmp_path: Path) -> None:
     assert result.count == len(written.pairs())
     assert result.passed == result.count
     assert torch.isfinite(torch.tensor(result.values)).all()
+
+
+def test_regions_of_no_class_belong_to_every_pair(tmp_path: Path) -> None:
+    from PIL import Image
+
+    root = tmp_path / "w"
+    (root / "images").mkdir(parents=True)
+    Image.new("RGB", (40, 40), (0, 0, 0)).save(root / "images" / "a.png")
+    rows = [
+        "image,label,region,x0,y0,x1,y1",
+        "images/a.png,red,red,0,0,10,10",
+        "images/a.png,blue,blue,20,20,30,30",
+        "images/a.png,green,head,0,20,5,25",
+        "images/a.png,,watermark,32,32,40,40",  # no label: the image's, for every class
+        "images/a.png,yellow,,,,,",  # a class present without a box
+    ]
+    (root / "ann.csv").write_text("\n".join(rows) + "\n")
+    ds = build_dataset(root, annotations=root / "ann.csv", transform=plain_transform)
+    check = CamCheck(colour_model(), ds, Settings(layer=("features",), num_workers=0), "cpu")
+    assert check.item_ids() == [f"images/a/{c}" for c in ("red", "blue", "green", "yellow")]
+    red = check.case("images/a/red")
+    assert set(red.regions) == {"red", "red#1", "watermark"}
+    green = check.case("images/a/green")
+    assert set(green.regions) == {"green", "head", "watermark"}  # "green" = its only region
+    assert green.regions["green"].boxes == green.regions["head"].boxes
+    yellow = check.case("images/a/yellow")
+    assert set(yellow.regions) == {"watermark"}
+    with pytest.raises(DataError, match=r"images/a/yellow.*has no region 'yellow'"):
+        yellow.regions["yellow"]  # noqa: B018
+    result = check.pointing_game(missing="skip")
+    assert result.missing == ("images/a/yellow",)
+    assert result.count == 3
