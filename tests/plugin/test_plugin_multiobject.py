@@ -48,13 +48,13 @@ def _project(pytester: pytest.Pytester, fmt: str, swap=None):
 
 
 def _item_outcomes(result: pytest.RunResult) -> dict[str, str]:
-    """test_peak_in_own_class[<id>] -> PASSED/FAILED, from the -rA summary / -v lines."""
+    """test_peak_in_own_class[<id>] -> PASSED/FAILED/ERROR, from the -v lines."""
     out: dict[str, str] = {}
     for line in result.outlines:
         if line.startswith(("FAILED", "ERROR")):  # the short summary repeats failures
             continue
         m = re.search(r"test_peak_in_own_class\[(.+?)\]", line)
-        status = re.search(r"\b(PASSED|FAILED)\b", line)
+        status = re.search(r"\b(PASSED|FAILED|ERROR)\b", line)
         if m and status:
             out[m.group(1)] = status.group(1)
     return out
@@ -119,3 +119,48 @@ def test_single_label_ids_are_unchanged(camcheck_project) -> None:
     )
     assert names == sorted(Path(n).with_suffix("").as_posix() for n in project.boxes)
     assert not any(n.count("/") > 1 for n in names)
+
+
+def _run_mode(pytester: pytest.Pytester, workers, *extra: str) -> tuple[pytest.RunResult, str]:
+    args = ["-p", "no:cacheprovider", "-v", *extra]
+    if workers:
+        args += ["-n", workers]
+    result = pytester.runpytest_subprocess(*args)
+    return result, "\n".join(result.outlines + result.errlines)
+
+
+@pytest.mark.parametrize("workers", [None, "2"])
+def test_a_bad_box_fails_only_its_images_pairs(pytester: pytest.Pytester, workers) -> None:
+    written = _project(pytester, "voc")
+    xml = pytester.path / "data" / "annotations" / "scene_001.xml"
+    text = xml.read_text()
+    xml.write_text(text.replace("<xmax>", "<xmax>9", 1))  # a box far outside the image
+    result, text = _run_mode(pytester, workers)
+    assert "INTERNALERROR" not in text and "Traceback" not in text
+    bad = {p for p in written.pairs() if p.startswith("images/scene_001/")}
+    assert bad
+    outcomes = _item_outcomes(result)
+    assert set(outcomes) == set(written.pairs())
+    # the bad image's items error (its sample cannot be loaded), the others all pass
+    assert {k for k, v in outcomes.items() if v == "ERROR"} == bad
+    assert {k for k, v in outcomes.items() if v == "PASSED"} == set(written.pairs()) - bad
+    lines = [ln for ln in result.outlines if "outside" in ln and "scene_001.xml" in ln]
+    assert lines and all("images/scene_001" in ln for ln in lines)
+
+
+@pytest.mark.parametrize("workers", [None, "2"])
+def test_a_class_that_is_no_class_folder_is_one_clear_error(
+    pytester: pytest.Pytester, workers
+) -> None:
+    _project(pytester, "voc")
+    images = pytester.path / "data" / "images"
+    (pytester.path / "data" / "red").mkdir()
+    (images / "scene_000.png").rename(pytester.path / "data" / "red" / "scene_000.png")
+    # every image is now in a sub-folder, red/ or images/: "red" names a class, so the
+    # sub-folders are class folders, and every annotated class must be one of them
+    result, text = _run_mode(pytester, workers)
+    assert result.ret != 0
+    assert "INTERNALERROR" not in text and "Traceback" not in text
+    assert "is not a class of the dataset" in text
+    lines = [ln for ln in text.splitlines() if "is not a class of the dataset" in ln]
+    assert lines and all("class folder" in ln for ln in lines)
