@@ -17,6 +17,7 @@ from torch import Tensor
 
 from . import evidence, metrics
 from .baseline import Baselines
+from .data.dataset import class_label_name
 from .errors import ConfigError, DataError, RegionNotFoundError
 from .regions import Region, Sample
 from .settings import Settings
@@ -384,8 +385,6 @@ class CamCheck:
         others = self._other_maps(i)
         difficult = False
         if label is not None:  # one (image, class) pair of a multi-object image
-            from .store import class_label_name
-
             names = self.class_names
             class_name = class_label_name(names, label)
             case_id, image_id, case_label = f"{meta.id}/{class_name}", meta.id, label

@@ -31,6 +31,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from .cam.engine import compute_cams, model_device_dtype, select_output
+from .data.dataset import class_label_name
 from .errors import CamcheckError, CamcheckWarning, ConfigError, DataError
 from .regions import Sample
 
@@ -126,11 +127,6 @@ class Batch:
         for r, (i, u) in enumerate(zip(self.indices, units)):
             self.row.setdefault(i, r)
             self.unit_row[(i, u)] = r
-
-    def rows_of(self, index: int) -> list[tuple[int | None, int]]:
-        """``(label, row)`` of every row of dataset index ``index`` (one per class present
-        under a ``pairs`` configuration, else one)."""
-        return [(u, r) for (i, u), r in self.unit_row.items() if i == index]
 
 
 @dataclass
@@ -579,11 +575,8 @@ class BatchStore:
         self.stats.batches += 1
         self._check_width(config, int(result.logits.shape[-1]))
         top = result.logits.detach().argmax(dim=1).cpu().tolist()
-        image_of = getattr(result, "image_index", None)
-        rows_image = (
-            list(range(len(good))) if image_of is None else [int(j) for j in image_of.tolist()]
-        )
-        first_row = {}
+        rows_image = [int(j) for j in result.image_index.tolist()]
+        first_row: dict[int, int] = {}
         for r, j in enumerate(rows_image):
             first_row.setdefault(j, r)
         for j, (it, label) in enumerate(zip(good, labels)):
@@ -804,13 +797,6 @@ def dataset_units(dataset: Any, pairs: bool) -> list[tuple[str, int, int | None]
         for k in labels:
             out.append((f"{sid}/{class_label_name(names, k)}", i, k))
     return out
-
-
-def class_label_name(names: Sequence[str] | None, label: int) -> str:
-    """The name of dataset label ``label`` (its index as text when the classes have no names)."""
-    if names and 0 <= label < len(names):
-        return str(names[label])
-    return str(label)
 
 
 class _KeptError(DataError):

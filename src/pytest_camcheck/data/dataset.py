@@ -373,10 +373,7 @@ class FolderDataset(AnnotatedDataset):
         return self._difficult[index]
 
     def _class_label_name(self, label: int) -> str:
-        names = self._class_names
-        if names is not None and 0 <= label < len(names):
-            return names[label]
-        return str(label)
+        return class_label_name(self._class_names, label)
 
     def _object_keys(
         self, i: int, ann: ImageAnnotation | None, reserved: set[str]
@@ -528,6 +525,13 @@ class FolderDataset(AnnotatedDataset):
                     )
         if problems:
             raise DataError(_format_problems(f"problem(s) in dataset {str(self.root)!r}", problems))
+
+
+def class_label_name(names: Sequence[str] | None, label: int) -> str:
+    """The name of label ``label`` (its index as text when the classes have no names)."""
+    if names and 0 <= label < len(names):
+        return str(names[label])
+    return str(label)
 
 
 def _class_name(class_names: Sequence[str] | None, label: int | None) -> str | None:
