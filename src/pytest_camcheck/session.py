@@ -35,6 +35,15 @@ PROTOCOL_TOLERANCE = 15.0
 DIFFICULT_AREA = 0.25
 
 
+def _hidden(meta: Sample, class_name: str | None) -> list[str]:
+    """The regions of a sample the transform cut away (of one class, for a pair)."""
+    meta_dict = meta.meta if isinstance(meta.meta, dict) else {}
+    hidden = [str(h) for h in meta_dict.get("not_visible", ())]
+    if class_name is None:
+        return hidden
+    return [h for h in hidden if h.endswith(f" of class {class_name})")]
+
+
 def is_difficult_pair(case: CamCase, region: Region) -> bool:
     """Whether an (image, class) pair belongs to the pointing game's difficult subset: the
     class's boxes (its mask when it has no box) cover less than a quarter of the image, and
@@ -53,15 +62,23 @@ class Regions(dict[str, Region]):
     """A sample's regions by name; a missing name fails with the sample id and the names it has
     (``case.regions.get(name)`` still returns None)."""
 
-    def __init__(self, sample: str, regions: Any = ()) -> None:
+    def __init__(self, sample: str, regions: Any = (), hidden: Any = ()) -> None:
         super().__init__(regions)
         self.sample = sample
+        #: regions the transform cut away (or that the model's input does not show)
+        self.hidden = tuple(hidden)
 
     def __missing__(self, name: str) -> Region:
         have = ", ".join(sorted(self)) or "none"
+        gone = [h for h in self.hidden if h == name or h.startswith(f"{name} (")]
+        why = (
+            f"; the transform cut away {', '.join(repr(g) for g in gone)}: the model's input "
+            "does not show it"
+            if gone
+            else "; check the annotations or the region name in the test"
+        )
         raise RegionNotFoundError(
-            f"sample {self.sample!r} has no region {name!r} (it has: {have}); check the "
-            "annotations or the region name in the test"
+            f"sample {self.sample!r} has no region {name!r} (it has: {have}){why}"
         )
 
 
@@ -407,7 +424,9 @@ class CamCheck:
             prediction_name=self._output_name(pred),
             probability=float(probs[pred]),
             target=int(batch.targets[row]),
-            regions=Regions(case_id, regions),
+            regions=Regions(
+                case_id, regions, _hidden(meta, class_name if label is not None else None)
+            ),
             maps={k: maps[k][row] for k in want},
             raw={k: batch.raw[k][row] for k in want},
             layer=layer,

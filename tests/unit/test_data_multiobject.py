@@ -430,7 +430,7 @@ def test_one_class_image_contradicting_its_folder_fails(tmp_path: Path):
         build_dataset(root, annotations=xmls)
 
 
-def test_instance_keys_go_through_the_transform_checks(tmp_path: Path):
+def test_an_instance_smaller_than_a_pixel_grows_to_its_pixel(tmp_path: Path):
     root = tmp_path / "images"
     write_image(root / "a.png", size=(100, 100))
     xmls = tmp_path / "xmls"
@@ -443,8 +443,11 @@ def test_instance_keys_go_through_the_transform_checks(tmp_path: Path):
         size=(100, 100),
     )
     ds = build_dataset(root, annotations=xmls, image_size=4)
-    with pytest.raises(DataError, match=r"region 'cat \(object 2 of class cat\)' covers no pixel"):
-        ds[0]
+    sample = ds[0]  # not an error: the model's input shows the object in one pixel
+    cat = ds.class_names.index("cat")
+    tiny = sample.class_regions[cat]["cat#2"].to_mask(4, 4)
+    assert tiny.sum() == 1 and tiny[3, 3]
+    assert "not_visible" not in sample.meta
 
 
 # ---------------------------------------------------------------- single-label: unchanged

@@ -254,3 +254,53 @@ def test_regions_of_no_class_belong_to_every_pair(tmp_path: Path) -> None:
     result = check.pointing_game(missing="skip")
     assert result.missing == ("images/a/yellow",)
     assert result.count == 3
+
+
+def test_tiny_and_cropped_away_objects_do_not_sink_their_image(tmp_path: Path) -> None:
+    """A 2 px object of a 400 px photo resized to 40 px grows to the pixel holding it; an
+    object that a centre crop cuts away leaves its class without a region (said so), and the
+    image's other classes are still checked."""
+    from PIL import Image, ImageDraw
+    from torchvision.transforms import v2
+
+    root = tmp_path / "t"
+    (root / "images").mkdir(parents=True)
+    img = Image.new("RGB", (400, 400), (0, 0, 0))
+    draw = ImageDraw.Draw(img)
+    draw.rectangle([160, 160, 239, 239], fill=(255, 0, 0))  # red, in the middle
+    draw.rectangle([250, 200, 251, 201], fill=(0, 0, 255))  # blue, 2 x 2 px
+    draw.rectangle([0, 0, 29, 29], fill=(0, 255, 0))  # green, in the corner
+    img.save(root / "images" / "a.png")
+    rows = [
+        "image,label,region,x0,y0,x1,y1",
+        "images/a.png,red,red,160,160,240,240",
+        "images/a.png,blue,blue,250,200,252,202",
+        "images/a.png,green,green,0,0,30,30",
+        "images/a.png,yellow,yellow,300,300,310,310",  # a fourth class, so outputs match
+    ]
+    (root / "ann.csv").write_text("\n".join(rows) + "\n")
+    crop = v2.Compose(
+        [
+            v2.ToImage(),
+            v2.Resize((40, 40)),
+            v2.CenterCrop(24),  # keeps pixels 8..31 of 40: the green corner is cut away
+            v2.ToDtype(torch.float32, scale=True),
+        ]
+    )
+    ds = build_dataset(root, annotations=root / "ann.csv", transform=crop)
+    sample = ds[0]
+    assert set(sample.meta["not_visible"]) == {"green", "green (object 1 of class green)"}
+    check = CamCheck(colour_model(), ds, Settings(layer=("features",), num_workers=0), "cpu")
+    blue = check.case("images/a/blue")
+    # 250..252 x 200..202 of 400 px -> 25..25.2 x 20..20.2 of 40 -> 17..17.2 x 12..12.2 after
+    # the crop: less than a pixel, grown to the pixel holding its centre
+    mask = blue.regions["blue"].to_mask(24, 24)
+    assert mask.sum() == 1 and mask[12, 17]
+    green = check.case("images/a/green")
+    with pytest.raises(DataError, match="cut away"):
+        green.regions["green"]  # noqa: B018
+    red = check.case("images/a/red")
+    assert red.regions["red"].to_mask(24, 24).sum() > 0
+    result = check.pointing_game(tolerance=0, missing="skip")
+    assert result.missing == ("images/a/green",)
+    assert "images/a/red" not in result.failures

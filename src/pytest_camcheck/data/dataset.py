@@ -21,6 +21,7 @@ no such image behaves exactly as a single-label one.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections import Counter
@@ -428,10 +429,19 @@ class FolderDataset(AnnotatedDataset):
         for _, obj, key in keyed:
             instances.update(check_regions(sid, {key: obj.region}, width, height, obj.source))
         tensor, moved = self.transform(image, {**regions, **instances}, sid)
-        check_transformed(
-            sid, moved, int(tensor.shape[-1]), int(tensor.shape[-2]), self.transform.name
-        )
-        regions = {name: moved[name] for name in regions}
+        out_w, out_h = int(tensor.shape[-1]), int(tensor.shape[-2])
+        hidden: list[str] = []
+        if keyed:  # the regions of classes: keep what the model sees (see _visible)
+            claimed = set(instances) | {obj.name for _, obj, _ in keyed}
+            for key in [k for k in moved if k in claimed]:
+                seen = _visible(moved[key], out_w, out_h)
+                if seen is None:
+                    hidden.append(key)
+                    del moved[key]
+                else:
+                    moved[key] = seen
+        check_transformed(sid, moved, out_w, out_h, self.transform.name)
+        regions = {name: moved[name] for name in regions if name in moved}
         pairs = self._pairs[i] if self.multi_object else ()
         class_regions = self._class_regions(pairs, keyed, moved)
         label = self.labels[i]
@@ -440,6 +450,8 @@ class FolderDataset(AnnotatedDataset):
             meta["annotations"] = list(ann.sources)
         if rel in self.model_labels:
             meta["model_label"] = self.model_labels[rel]
+        if hidden:
+            meta["not_visible"] = hidden
         return Sample(
             id=sid,
             path=str(path),
@@ -467,7 +479,7 @@ class FolderDataset(AnnotatedDataset):
         out: dict[int, dict[str, Region]] = {}
         for label in pairs:
             cname = self._class_label_name(label)
-            mine = [(obj, moved[key]) for lab, obj, key in keyed if lab == label]
+            mine = [(obj, moved[key]) for lab, obj, key in keyed if lab == label and key in moved]
             whole = [r for obj, r in mine if obj.name == str(obj.cls)]
             parts: dict[str, list[Region]] = {}
             for obj, r in mine:
@@ -538,6 +550,35 @@ def _class_name(class_names: Sequence[str] | None, label: int | None) -> str | N
     if class_names is None or label is None or not 0 <= label < len(class_names):
         return None
     return class_names[label]
+
+
+def _visible(region: Region, width: int, height: int) -> Region | None:
+    """What the model sees of a class's region after the transform, in an image with objects
+    of several classes: a box that shrank below one pixel (a small object of a large photo)
+    grows to the pixel holding its centre; a box, or a mask, that the transform cut away is
+    left out. None when nothing is left (the object is outside the model's input).
+
+    One tiny or cropped-away object then does not make its whole image unusable: the other
+    classes of the image are still checked, and a class with nothing left has no region.
+    """
+    boxes: list[Box] = []
+    for b in region.boxes:
+        if b.mask(height, width).any():
+            boxes.append(b)
+            continue
+        cx, cy = (b.x0 + b.x1) / 2, (b.y0 + b.y1) / 2
+        # a crop clamps a box it cuts away to no area at the border: that one is gone
+        if b.area > 0 and 0 <= cx < width and 0 <= cy < height:
+            col, row = math.floor(cx), math.floor(cy)
+            boxes.append(
+                Box(min(b.x0, col), min(b.y0, row), max(b.x1, col + 1), max(b.y1, row + 1))
+            )
+    mask = region.mask
+    if mask is not None and not Region(region.name, mask=mask).to_mask(height, width).any():
+        mask = None
+    if not boxes and mask is None:
+        return None
+    return Region(region.name, tuple(boxes), mask)
 
 
 def _union(name: str, regions: Sequence[Region]) -> Region:
