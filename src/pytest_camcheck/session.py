@@ -449,23 +449,17 @@ class CamCheck:
             CamcheckError: the sample could not be loaded, or its batch could not be computed
                 (the error kept from that computation).
         """
-        if isinstance(sample, str):
-            i, label = self.store.unit_of(sample, self.pairs)
-        else:
-            i, label = self.index_of(sample), None
+        if not isinstance(sample, str):  # an index: its sample id
+            sample = self.ids[self.index_of(sample)]
+        i, label = self.store.unit_of(sample, self.pairs)
         config = self.case_config
-        if config.pairs and label is None and self.dataset.sample_labels(i):
-            raise DataError(
-                f"sample {self.ids[i]!r} holds objects of several classes: ask for one of its "
-                "items, " + ", ".join(u for u, j, _ in self.store.units(True) if j == i)
-            )
         batch, row = self.store.entry(config, i, label)
         return self._case_from(i, batch, row, self.store.display_maps(config, batch), label)
 
-    def _each(self) -> Iterator[tuple[str, int, CamCase | None, str | None]]:
+    def _each(self) -> Iterator[tuple[str, int, int | None, CamCase | None, str | None]]:
         """Every per-sample item in dataset order (each (image, class) pair under
-        :attr:`pairs`): its id, dataset index, and its case or the error that kept it from
-        one."""
+        :attr:`pairs`): its id, dataset index, label (a pair's class; None otherwise), and its
+        case or the error that kept it from one."""
         config = self.case_config
         self.store.ensure(config)
         bs, n = config.batch_size, len(self)
@@ -477,22 +471,22 @@ class CamCheck:
             indices = range(number * bs, min((number + 1) * bs, n))
             if not isinstance(got, Batch):
                 for i in indices:
-                    for uid, _ in units[i]:
-                        yield uid, i, None, str(got)
+                    for uid, label in units[i]:
+                        yield uid, i, label, None, str(got)
                 continue
             maps = self.store.display_maps(config, got) if got.indices else {}
             for i in indices:
                 for uid, label in units[i]:
                     if i in got.errors:
-                        yield uid, i, None, got.errors[i]
+                        yield uid, i, label, None, got.errors[i]
                     else:
                         row = got.unit_row[(i, label)] if config.pairs else got.row[i]
-                        yield uid, i, self._case_from(i, got, row, maps, label), None
+                        yield uid, i, label, self._case_from(i, got, row, maps, label), None
 
     def cases(self) -> Iterator[CamCase]:
         """Every case that could be computed, in dataset order (each (image, class) pair of
         an image with objects of several classes under :attr:`pairs`)."""
-        for _, _, case, _ in self._each():
+        for *_, case, _ in self._each():
             if case is not None:
                 yield case
 
@@ -635,16 +629,16 @@ class CamCheck:
         left_out: list[str] = []
         pascal: list[str] = []
         total = 0
-        for uid, i, case, _error in view._each():
+        for uid, i, label, case, _error in view._each():
             total += 1
             if case is None:  # a sample that could not be computed fails the gate
                 meta = view.store.known_meta(i)
                 ids.append(uid)
                 outcomes.append(False)
-                cls = None if meta is None else meta.class_name
-                if uid != (meta.id if meta is not None else view.ids[i]):
-                    cls = uid.rsplit("/", 1)[-1]  # a pair: its class
-                classes.append(cls)
+                if label is not None:  # a pair: its class
+                    classes.append(class_label_name(view.class_names, label))
+                else:
+                    classes.append(None if meta is None else meta.class_name)
                 values.append(None)
                 continue
             name = region if region is not None else case.class_name

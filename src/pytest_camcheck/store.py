@@ -646,18 +646,17 @@ class BatchStore:
         if table is None:
             table = self._units[key] = {u: (i, k) for u, i, k in self.units(pairs)}
         got = table.get(unit)
-        if got is None:
-            if key[1] and unit in (ids := self.dataset.ids):
-                i = ids.index(unit)
-                labels = tuple(self.dataset.sample_labels(i))
-                raise DataError(
-                    f"sample {unit!r} holds objects of several classes; its items are "
-                    + ", ".join(
-                        f"{unit}/{class_label_name(self.dataset.class_names, k)}" for k in labels
-                    )
-                )
-            return self.index_of(unit), None
-        return got
+        if got is not None:
+            return got
+        i = self.index_of(unit)  # an unknown id raises here
+        labels = tuple(self.dataset.sample_labels(i)) if key[1] else ()
+        if labels:  # the id of an image whose items are its (image, class) pairs
+            names = self.dataset.class_names
+            raise DataError(
+                f"sample {unit!r} holds objects of several classes; ask for one of its items: "
+                + ", ".join(f"{unit}/{class_label_name(names, k)}" for k in labels)
+            )
+        return i, None
 
     def target_index(self, target: str | int) -> int:
         """The model output index of a ``camcheck_target`` that names a class (or is one).

@@ -60,15 +60,20 @@ def _item_outcomes(result: pytest.RunResult) -> dict[str, str]:
     return out
 
 
+def _run_mode(pytester: pytest.Pytester, workers, *extra: str) -> tuple[pytest.RunResult, str]:
+    args = ["-p", "no:cacheprovider", "-v", *extra]
+    if workers:
+        args += ["-n", workers]
+    result = pytester.runpytest_subprocess(*args)
+    return result, "\n".join(result.outlines + result.errlines)
+
+
 @pytest.mark.parametrize("fmt", ["voc", "coco"])
 @pytest.mark.parametrize("workers", [None, "2"])
 def test_every_pair_is_an_item_and_hits(pytester: pytest.Pytester, fmt: str, workers) -> None:
     written = _project(pytester, fmt)
     out = pytester.path / "out" / "report.html"
-    args = ["-p", "no:cacheprovider", "-v", f"--camcheck-report={out}"]
-    if workers:
-        args += ["-n", workers]
-    result = pytester.runpytest_subprocess(*args)
+    result, _text = _run_mode(pytester, workers, f"--camcheck-report={out}")
     pairs = written.pairs()
     result.assert_outcomes(passed=len(pairs) + 1)
     got = _item_outcomes(result)
@@ -93,15 +98,12 @@ def test_swapped_boxes_fail_only_their_pairs(pytester: pytest.Pytester, workers)
     swap = {"scene_002": (first[0], first[2])}
     _project(pytester, "voc", swap=swap)
     out = pytester.path / "out" / "report.html"
-    args = ["-p", "no:cacheprovider", "-v", f"--camcheck-report={out}"]
-    if workers:
-        args += ["-n", workers]
-    result = pytester.runpytest_subprocess(*args)
+    result, text = _run_mode(pytester, workers, f"--camcheck-report={out}")
     got = _item_outcomes(result)
     failed = {k for k, v in got.items() if v == "FAILED"}
     assert failed == {f"images/scene_002/{first[0]}", f"images/scene_002/{first[2]}"}
     result.stdout.fnmatch_lines(["*test_pointing_game*"])
-    assert "INTERNALERROR" not in result.stdout.str()
+    assert "INTERNALERROR" not in text
     html = out.read_text(encoding="utf-8")
     assert "images/scene_002" in html
 
@@ -119,14 +121,6 @@ def test_single_label_ids_are_unchanged(camcheck_project) -> None:
     )
     assert names == sorted(Path(n).with_suffix("").as_posix() for n in project.boxes)
     assert not any(n.count("/") > 1 for n in names)
-
-
-def _run_mode(pytester: pytest.Pytester, workers, *extra: str) -> tuple[pytest.RunResult, str]:
-    args = ["-p", "no:cacheprovider", "-v", *extra]
-    if workers:
-        args += ["-n", workers]
-    result = pytester.runpytest_subprocess(*args)
-    return result, "\n".join(result.outlines + result.errlines)
 
 
 @pytest.mark.parametrize("workers", [None, "2"])

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import shutil
+import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from html.parser import HTMLParser
 from pathlib import Path
@@ -419,3 +421,42 @@ def chromium() -> str:
             "(`make test` does this when apt-get is available)"
         )
     return exe
+
+
+@pytest.fixture
+def probe_page(chromium: str, tmp_path: Path) -> Callable[..., str]:
+    """``probe_page(page, probe, query="")``: open a copy of ``page`` with the ``probe``
+    script appended before ``</body>`` in headless Chromium (``query`` added to its URL), and
+    return the dumped DOM, in which the probe writes its findings into
+    ``<pre id="camcheck-probe">``. Skips when Chromium is not installed."""
+
+    def run(page: Path, probe: str, query: str = "") -> str:
+        probed = page.with_name(page.stem + "-probed.html")
+        text = page.read_text(encoding="utf-8")
+        assert text.count("</body>") == 1
+        probed.write_text(text.replace("</body>", probe + "</body>"), encoding="utf-8")
+        cmd = [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            f"--user-data-dir={tmp_path / 'chromium-profile'}",
+            "--run-all-compositor-stages-before-draw",
+            "--virtual-time-budget=5000",
+            "--window-size=1200,900",
+            "--dump-dom",
+            probed.as_uri() + query,
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+        assert '<pre id="camcheck-probe">' in proc.stdout, (
+            f"no probe output from chromium (rc {proc.returncode}):\n{proc.stderr[-2000:]}"
+        )
+        return proc.stdout
+
+    return run

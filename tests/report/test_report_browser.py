@@ -19,7 +19,7 @@ from __future__ import annotations
 import html
 import json
 import re
-import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from pytest_camcheck.report.html import write_report
@@ -89,53 +89,22 @@ window.addEventListener("load", function () {
 FILTER_LINE = re.compile(r'<pre id="camcheck-probe">FILTER(.*?)END</pre>')
 
 
-def run_chromium(chromium: str, page: Path, probe: str, profile: Path, query: str = "") -> str:
-    """Open a probed copy of ``page`` (with ``query``) headless; return the dumped DOM."""
-    probed = page.with_name(page.stem + "-probed.html")
-    text = page.read_text(encoding="utf-8")
-    assert text.count("</body>") == 1
-    probed.write_text(text.replace("</body>", probe + "</body>"), encoding="utf-8")
-    cmd = [
-        chromium,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={profile}",
-        "--run-all-compositor-stages-before-draw",
-        "--virtual-time-budget=5000",
-        "--window-size=1200,900",
-        "--dump-dom",
-        probed.as_uri() + query,
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
-    assert '<pre id="camcheck-probe">' in proc.stdout, (
-        f"no probe output from chromium (rc {proc.returncode}):\n{proc.stderr[-2000:]}"
-    )
-    return proc.stdout
-
-
-def load_pictures(chromium: str, page: Path, profile: Path) -> tuple[int, int, list[int], int]:
+def load_pictures(probe_page: Callable[..., str], page: Path) -> tuple[int, int, list[int], int]:
     """(images, displayed images, indices of images that failed to decode, cards)."""
-    match = PICTURE_LINE.search(run_chromium(chromium, page, PICTURE_PROBE, profile))
+    match = PICTURE_LINE.search(probe_page(page, PICTURE_PROBE))
     assert match
     broken = [int(i) for i in match.group(3).split(",") if i]
     return int(match.group(1)), int(match.group(2)), broken, int(match.group(4))
 
 
-def test_the_report_renders_with_every_image_decoded(chromium, rh, tmp_path) -> None:
+def test_the_report_renders_with_every_image_decoded(probe_page, rh, tmp_path) -> None:
     records = [
         rh.make_case("t.py::test_cam[a]", severity=2.0),
         rh.make_case("t.py::test_cam[b]", outcome="xfailed", class_name=rh.XSS),
         rh.make_gate(),
     ]
     page = write_report(tmp_path / "report.html", rh.SUMMARY, records)
-    images, shown, broken, cards = load_pictures(chromium, page, tmp_path / "profile")
+    images, shown, broken, cards = load_pictures(probe_page, page)
     # overview (energy histogram + class bars) + gate (histogram + class bars)
     # + 2 cards x (original + overlay + 2 strip tiles), the cards' pictures WebP
     assert images == 12 == len(rh.read_report(page).images)
@@ -144,25 +113,25 @@ def test_the_report_renders_with_every_image_decoded(chromium, rh, tmp_path) -> 
     assert cards == 2
 
 
-def test_the_browser_check_catches_a_broken_image(chromium, rh, tmp_path) -> None:
+def test_the_browser_check_catches_a_broken_image(probe_page, rh, tmp_path) -> None:
     images = rh.case_images()
     # a WebP header followed by garbage instead of the VP8 frame: valid base64, no image
     images["overlay"] = images["overlay"][:40] + "A" * 400
     page = write_report(tmp_path / "report.html", {}, [rh.make_case(images=images)])
-    count, _, broken, _ = load_pictures(chromium, page, tmp_path / "profile")
+    count, _, broken, _ = load_pictures(probe_page, page)
     alts = [img.attrs["alt"] for img in rh.read_report(page).images]
     assert count == len(alts) == 6
     overlay_index = [i for i, alt in enumerate(alts) if alt.endswith("overlay on layer4")]
     assert broken == overlay_index and len(broken) == 1, "only the overlay fails to decode"
 
 
-def filter_steps(chromium: str, page: Path, profile: Path, query: str) -> dict[str, dict]:
-    match = FILTER_LINE.search(run_chromium(chromium, page, FILTER_PROBE, profile, query))
+def filter_steps(probe_page: Callable[..., str], page: Path, query: str) -> dict[str, dict]:
+    match = FILTER_LINE.search(probe_page(page, FILTER_PROBE, query))
     assert match
     return {step.pop("step"): step for step in json.loads(html.unescape(match.group(1)))}
 
 
-def test_the_filter_hides_and_shows_cards(chromium, rh, tmp_path) -> None:
+def test_the_filter_hides_and_shows_cards(probe_page, rh, tmp_path) -> None:
     peak_miss = Evidence(
         check="peak_in_box",
         passed=False,
@@ -190,7 +159,7 @@ def test_the_filter_hides_and_shows_cards(chromium, rh, tmp_path) -> None:
     ]
     everything = ["case-0", "case-1", "case-2", "case-3"]
 
-    steps = filter_steps(chromium, page, tmp_path / "profile", "?class=dog")
+    steps = filter_steps(probe_page, page, "?class=dog")
     # the script revealed the controls and applied the preset from the query: dogs only
     assert steps["preset"] == {
         "shown": ["case-1", "case-2"],
@@ -205,6 +174,6 @@ def test_the_filter_hides_and_shows_cards(chromium, rh, tmp_path) -> None:
     assert steps["reset"]["counter"] == "4 of 4 cards shown"
 
     # without a preset every card shows; a value no card has leaves its control at "all"
-    assert filter_steps(chromium, page, tmp_path / "p2", "")["preset"]["shown"] == everything
-    two = filter_steps(chromium, page, tmp_path / "p3", "?layer=layer3&class=unknown")
+    assert filter_steps(probe_page, page, "")["preset"]["shown"] == everything
+    two = filter_steps(probe_page, page, "?layer=layer3&class=unknown")
     assert two["preset"]["shown"] == ["case-2"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import html
 import json
 import re
-import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from pytest_camcheck.report.html import build_view, render_html, write_report
@@ -303,43 +303,22 @@ window.addEventListener("load", function () {
 GROUP_LINE = re.compile(r'<pre id="camcheck-probe">GROUPS(.*?)END</pre>')
 
 
-def probe_groups(chromium: str, page: Path, profile: Path, query: str) -> dict[str, dict]:
+def probe_groups(probe_page: Callable[..., str], page: Path, query: str) -> dict[str, dict]:
     """Open ``page`` (with ``query``) headless with :data:`GROUP_PROBE` appended; return what
     it saw at each step: the shown cards' and group headings' ids and the filter's counter."""
-    probed = page.with_name("probed-" + page.name)
-    text = page.read_text(encoding="utf-8")
-    assert text.count("</body>") == 1
-    probed.write_text(text.replace("</body>", GROUP_PROBE + "</body>"), encoding="utf-8")
-    command = [
-        chromium,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={profile}",
-        "--virtual-time-budget=5000",
-        "--window-size=1200,900",
-        "--dump-dom",
-        probed.as_uri() + query,
-    ]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-    match = GROUP_LINE.search(proc.stdout)
-    assert match, f"no probe output from chromium (rc {proc.returncode}):\n{proc.stderr[-2000:]}"
+    match = GROUP_LINE.search(probe_page(page, GROUP_PROBE, query))
+    assert match
     return {step.pop("step"): step for step in json.loads(html.unescape(match.group(1)))}
 
 
 def test_the_filter_hides_the_heading_of_a_group_whose_cards_are_all_hidden(
-    chromium, rh, tmp_path
+    probe_page, rh, tmp_path
 ) -> None:
     records = group_records(rh)
     page = write_report(tmp_path / "report.html", rh.SUMMARY, records, include_passed=True)
     # case-0/1: voc/000009 dog, cat; case-2: s1; case-3/4/5: voc/000005 chair, sofa, person;
     # case-6: s2; case-7: s3 (xfailed)
-    steps = probe_groups(chromium, page, tmp_path / "profile", "?class=dog")
+    steps = probe_groups(probe_page, page, "?class=dog")
     assert steps["preset"] == {
         "cards": ["case-0"],
         "headings": ["image-0"],
